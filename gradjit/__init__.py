@@ -1,0 +1,48 @@
+"""gradjit: ``grad`` as a higher-order function over plain NumPy code.
+
+    import numpy as np
+    import gradjit as gj
+
+    def f(a, b, c):
+        if b > c:
+            return a * np.sin(b)
+        return a + b * c
+
+    gj.grad(f)(3.0, 2.0, 1.0)                  # 0.9092974268256817
+    print(gj.make_wengert(f)(3.0, 2.0, 1.0))   # the Wengert list
+
+Layers (see docs/design.md): ``tracing`` records primitives into a ``wengert`` list; ``reverse``
+walks it with the rules in ``rules``; ``numpy_api`` routes NumPy calls on traced values to
+primitives; ``registry`` lets users add and override gradients; executors live in
+``gradjit.kernels``.
+"""
+
+from __future__ import annotations
+
+from . import numpy_api as _numpy_api  # noqa: F401  (installs Tracer's NumPy surface)
+from .api import elementwise_grad, grad, make_wengert, stop_gradient, value_and_grad, vjp
+from .checks import check_grads
+from .errors import (
+    ArgnumsError,
+    EscapedTracerError,
+    GradjitError,
+    NonDifferentiableInputError,
+    NonScalarOutputError,
+    NoVJPError,
+    TracerConversionError,
+    UnsupportedOperationError,
+)
+from .pytree import tree_map
+from .registry import PrimitiveFunction, custom_vjp, defvjp, gradients, primitive, register_module
+from .tracing import ZERO, Primitive, Tracer
+from .wengert import Wengert
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "grad", "value_and_grad", "vjp", "elementwise_grad", "make_wengert", "stop_gradient",
+    "check_grads", "primitive", "custom_vjp", "defvjp", "gradients", "register_module",
+    "PrimitiveFunction", "Primitive", "Tracer", "Wengert", "ZERO", "tree_map",
+    "GradjitError", "TracerConversionError", "NonScalarOutputError", "NonDifferentiableInputError",
+    "NoVJPError", "UnsupportedOperationError", "ArgnumsError", "EscapedTracerError",
+]  # fmt: skip

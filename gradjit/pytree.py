@@ -1,0 +1,95 @@
+"""Pytrees: nested ``dict``/``list``/``tuple``/namedtuple containers of leaves.
+
+``flatten(tree) -> (leaves, treedef)`` and ``unflatten(treedef, leaves)`` are exact inverses.
+``None`` is a leaf (so a gradient tree can hold ``None`` for non-differentiable leaves). Dicts are
+flattened in sorted key order when the keys are sortable, so the order is deterministic.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+__all__ = ["flatten", "unflatten", "tree_map", "TreeDef"]
+
+
+class TreeDef:
+    __slots__ = ("kind", "meta", "children")
+
+    def __init__(self, kind: str, meta: Any, children: tuple):
+        self.kind = kind  # "leaf", "tuple", "list", "dict", "namedtuple"
+        self.meta = meta
+        self.children = children
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, TreeDef)
+            and self.kind == other.kind
+            and self.meta == other.meta
+            and self.children == other.children
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.meta, self.children))
+
+    def __repr__(self) -> str:
+        if self.kind == "leaf":
+            return "*"
+        return f"{self.kind}{self.meta if self.kind != 'tuple' else ''}{list(self.children)}"
+
+
+_LEAF = TreeDef("leaf", None, ())
+
+
+def _is_namedtuple(x: Any) -> bool:
+    return isinstance(x, tuple) and hasattr(type(x), "_fields")
+
+
+def _sorted_keys(d: dict) -> list:
+    try:
+        return sorted(d)
+    except TypeError:
+        return list(d)
+
+
+def flatten(tree: Any, leaves: list | None = None) -> tuple[list, TreeDef]:
+    out = [] if leaves is None else leaves
+    t = type(tree)
+    if t is tuple or t is list:
+        children = tuple(flatten(c, out)[1] for c in tree)
+        return out, TreeDef("tuple" if t is tuple else "list", None, children)
+    if t is dict or isinstance(tree, dict):
+        keys = _sorted_keys(tree)
+        children = tuple(flatten(tree[k], out)[1] for k in keys)
+        return out, TreeDef("dict", (t, tuple(keys)), children)
+    if _is_namedtuple(tree):
+        children = tuple(flatten(c, out)[1] for c in tree)
+        return out, TreeDef("namedtuple", t, children)
+    out.append(tree)
+    return out, _LEAF
+
+
+def unflatten(treedef: TreeDef, leaves: list) -> Any:
+    it = iter(leaves)
+    result = _build(treedef, it)
+    return result
+
+
+def _build(td: TreeDef, it: Any) -> Any:
+    if td.kind == "leaf":
+        return next(it)
+    kids = [_build(c, it) for c in td.children]
+    if td.kind == "tuple":
+        return tuple(kids)
+    if td.kind == "list":
+        return kids
+    if td.kind == "dict":
+        cls, keys = td.meta
+        d = dict(zip(keys, kids))
+        return d if cls is dict else cls(d)
+    return td.meta(*kids)  # namedtuple
+
+
+def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+    leaves, td = flatten(tree)
+    others = [flatten(r)[0] for r in rest]
+    return unflatten(td, [fn(*xs) for xs in zip(leaves, *others)])

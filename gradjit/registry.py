@@ -1,0 +1,175 @@
+"""The custom-gradient registry: new primitives, custom VJPs and scoped gradient overrides.
+
+Four ways in, all ending in the same place (a ``Primitive``'s rules):
+
+- ``@primitive`` makes a user function one opaque operation of the trace; ``f.defvjp(*rules)`` gives
+  one rule per positional argument, ``rule(g, ans, *args, **kwargs)``.
+- ``@custom_vjp`` with ``f.defvjp(fwd, bwd)``: ``fwd(*args) -> (out, residuals)``,
+  ``bwd(residuals, g) -> tuple of cotangents``.
+- ``defvjp(fn, *rules)`` sets the rules of an existing primitive for good; given a NumPy function
+  gradjit does not support yet, it first makes that function a primitive.
+- ``with gradients({np.floor: rule}):`` overrides the gradient of existing operations for a scope
+  (the straight-through estimator). The override is applied when the operation is *traced*, so
+  the Wengert list records which gradient an equation carries (``floor[custom]``).
+
+Rules are written with NumPy operations and are therefore differentiable themselves.
+A user primitive's forward function is only ever called on concrete values.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from . import tracing
+from .numpy_api import FUNCTION_OVERRIDES, HANDLED
+from .primitives import UFUNC_TO_PRIM
+from .rules import defvjp as _set_rules
+from .tracing import Primitive, bind
+
+__all__ = ["primitive", "custom_vjp", "defvjp", "gradients", "register_module", "PrimitiveFunction"]
+
+
+class PrimitiveFunction:
+    """A user function made a primitive: one equation in the trace, differentiated by its rules."""
+
+    def __init__(self, fn: Callable, name: str | None = None):
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.prim = Primitive(name or getattr(fn, "__name__", "user_fn"), fn, "user")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return bind(self.prim, *args, **kwargs)
+
+    def defvjp(self, *rules: Callable | Any) -> PrimitiveFunction:
+        """One rule per positional argument, ``rule(g, ans, *args, **kwargs)``; ``None`` for none."""
+        _set_rules(self.prim, *rules)
+        return self
+
+    def __repr__(self) -> str:
+        return f"<gradjit primitive {self.prim.name}>"
+
+
+def primitive(fn: Callable) -> PrimitiveFunction:
+    """Decorator: trace ``fn`` as one operation; give it a gradient with ``.defvjp(...)``."""
+    return PrimitiveFunction(fn)
+
+
+class custom_vjp(PrimitiveFunction):
+    """Decorator: a function whose gradient is given by ``defvjp(fwd, bwd)``.
+
+    ``fwd(*args) -> (out, residuals)`` and ``bwd(residuals, g) -> tuple`` (one cotangent per
+    positional argument, ``None`` for none). The reverse sweep calls ``fwd`` again on the recorded
+    inputs to get the residuals, so ``bwd`` sees residuals of the right trace level under nesting.
+    """
+
+    def defvjp(self, fwd: Callable, bwd: Callable) -> custom_vjp:  # type: ignore[override]
+        def joint(g: Any, ans: Any, *args: Any, **kwargs: Any) -> tuple:
+            _, residuals = fwd(*args, **kwargs)
+            out = bwd(residuals, g)
+            if not isinstance(out, tuple):
+                out = (out,)
+            if len(out) != len(args):
+                raise ValueError(
+                    f"custom_vjp {self.prim.name}: bwd returned {len(out)} cotangent(s) for {len(args)} argument(s)"
+                )
+            return out
+
+        self.prim.vjp_all = joint
+        return self
+
+
+def _primitive_for(key: Any) -> tuple[Primitive | None, Callable | None]:
+    """The primitive behind ``key``, or (None, numpy_function) if it is a composite/unsupported."""
+    if isinstance(key, PrimitiveFunction):
+        return key.prim, None
+    if isinstance(key, Primitive):
+        return key, None
+    if key in UFUNC_TO_PRIM:
+        return UFUNC_TO_PRIM[key], None
+    if key in FUNCTION_OVERRIDES:
+        return FUNCTION_OVERRIDES[key], None
+    return None, key
+
+
+def _as_rules(rules: Any) -> tuple:
+    return tuple(rules) if isinstance(rules, (tuple, list)) else (rules,)
+
+
+def _function_primitive(fn: Callable) -> Primitive:
+    return Primitive(getattr(fn, "__name__", "fn"), fn, "user")
+
+
+def defvjp(fn: Any, *rules: Callable | Any) -> None:
+    """Set the reverse rules of ``fn`` (a primitive, a @primitive function or a NumPy function)."""
+    prim, np_fn = _primitive_for(fn)
+    if prim is None:
+        prim = _function_primitive(np_fn)
+        if isinstance(np_fn, np.ufunc):
+            UFUNC_TO_PRIM[np_fn] = prim
+        else:
+            FUNCTION_OVERRIDES[np_fn] = prim
+    _set_rules(prim, *rules)
+
+
+@contextmanager
+def gradients(overrides: dict[Any, Callable | tuple]) -> Iterator[None]:
+    """Within the block, trace the given operations with the given gradient rules.
+
+    Keys are NumPy functions (``np.floor``), primitives or ``@primitive`` functions; values are a
+    rule ``(g, ans, *args) -> cotangent`` or a tuple of rules, one per argument.
+    """
+    saved_prims: dict[Primitive, Primitive | None] = {}
+    saved_fns: dict[Callable, Primitive | None] = {}
+    try:
+        for key, rules in overrides.items():
+            prim, np_fn = _primitive_for(key)
+            if prim is not None:
+                base = prim
+                new = Primitive(f"{base.name}[custom]", base.impl, base.kind)
+                _set_rules(new, *_as_rules(rules))
+                saved_prims.setdefault(base, tracing.OVERRIDES.get(base))
+                tracing.OVERRIDES[base] = new
+            else:
+                if np_fn not in HANDLED and not callable(np_fn):
+                    raise TypeError(f"gradients(): {key!r} is not a function or primitive")
+                new = Primitive(f"{getattr(np_fn, '__name__', 'fn')}[custom]", np_fn, "user")
+                _set_rules(new, *_as_rules(rules))
+                saved_fns.setdefault(np_fn, FUNCTION_OVERRIDES.get(np_fn))
+                FUNCTION_OVERRIDES[np_fn] = new
+        yield
+    finally:
+        for p, old in saved_prims.items():
+            if old is None:
+                tracing.OVERRIDES.pop(p, None)
+            else:
+                tracing.OVERRIDES[p] = old
+        for f, old in saved_fns.items():
+            if old is None:
+                FUNCTION_OVERRIDES.pop(f, None)
+            else:
+                FUNCTION_OVERRIDES[f] = old
+
+
+def register_module(
+    module: Any, gradients: dict[str, Callable | tuple], patch: bool = False
+) -> types.SimpleNamespace:
+    """Make the named functions of ``module`` primitives with the given rules, all at once.
+
+    ``gradients`` maps a function name to its rule or tuple of rules (one per argument). Returns a
+    namespace of the new primitives; with ``patch=True`` they also replace the module's attributes,
+    so existing code calling ``module.fn(x)`` is traced (as torch-autograd's ``overload.module``).
+    """
+    ns = types.SimpleNamespace()
+    for name, rules in gradients.items():
+        fn = getattr(module, name)
+        pf = PrimitiveFunction(fn, name=f"{getattr(module, '__name__', 'module')}.{name}")
+        pf.defvjp(*_as_rules(rules))
+        setattr(ns, name, pf)
+        if patch:
+            setattr(module, name, pf)
+    return ns

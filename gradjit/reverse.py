@@ -1,0 +1,116 @@
+"""Reverse mode: walk a finished trace backwards and apply each primitive's VJP rule.
+
+The walker owns everything the rules do not: skipping equations whose output received no
+cotangent (dead code), skipping non-float variables, un-broadcasting a cotangent to its argument's
+shape, casting it to the argument's dtype, and summing fan-out. Rules run on the forward values
+recorded in the trace; when those values are tracers of an outer trace, every operation the rules
+perform is recorded there, so the reverse sweep is itself a Wengert list and can be differentiated
+again (``grad(grad(f))``).
+
+Invariant: the cotangent stored for a variable always has that variable's shape and dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import NoVJPError
+from .primitives import broadcast_to_p, reduce_sum_p, reshape_p, astype_p
+from .tracing import ZERO, Tracer
+from .wengert import Eqn, Var
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    s = getattr(x, "shape", None)
+    return s if s is not None else np.shape(x)
+
+
+def _dtype(x: Any) -> np.dtype:
+    d = getattr(x, "dtype", None)
+    return d if d is not None else np.result_type(x)
+
+
+def unbroadcast(c: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``c`` over the axes that broadcasting added or stretched, to get ``shape`` back."""
+    cshape = _shape(c)
+    if cshape == shape:
+        return c
+    extra = len(cshape) - len(shape)
+    if extra < 0:  # a cotangent smaller than its argument (e.g. a scalar rule result)
+        return broadcast_to_p(c, shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and cshape[extra + i] != 1
+    )
+    if axes:
+        c = reduce_sum_p(c, axis=axes, keepdims=False)
+    if _shape(c) != shape:
+        c = reshape_p(c, shape) if int(np.prod(_shape(c))) == int(np.prod(shape)) else broadcast_to_p(c, shape)
+    return c
+
+
+def _fit(c: Any, var: Var) -> Any:
+    """Bring a rule's result to ``var``'s shape and dtype."""
+    c = unbroadcast(c, var.shape)
+    if _dtype(c) != var.dtype:
+        c = astype_p(c, dtype=var.dtype)
+    return c
+
+
+def _no_vjp(eqn: Eqn, argnum: int) -> NoVJPError:
+    name = eqn.prim.name
+    return NoVJPError(
+        name,
+        f"no VJP for '{name}' with respect to argument {argnum}",
+        f"Register one: gradjit.defvjp(<the primitive or function for '{name}'>, "
+        "lambda g, ans, *args: ...), one rule per argument, or wrap your function with "
+        "@gradjit.primitive and call .defvjp(...).",
+    )
+
+
+def backward(eqns: list[Eqn], seeds: dict[int, Any]) -> dict[int, Any]:
+    """Propagate cotangents from ``seeds`` (var index -> cotangent) back through ``eqns``.
+
+    Returns the cotangents of every variable that received one (inputs included).
+    """
+    ct = dict(seeds)
+    for eqn in reversed(eqns):
+        g = ct.pop(eqn.out.index, None)
+        if g is None:
+            continue
+        ins = eqn.ins
+        args = [a.value for a in ins]
+        prim = eqn.prim
+        params = eqn.params
+        joint = prim.vjp_all
+        if joint is not None:
+            contribs = joint(g, eqn.out.value, *args, **params)
+        else:
+            contribs = None
+            rules = prim.vjps
+        for i, a in enumerate(ins):
+            if type(a) is not Var or a.dtype.kind != "f":
+                continue  # literals, constants and integer/bool variables get no gradient
+            if contribs is not None:
+                c = contribs[i]
+                if c is None or c is ZERO:
+                    continue
+            else:
+                rule = rules[i] if i < len(rules) else None
+                if rule is ZERO:
+                    continue
+                if rule is None:
+                    raise _no_vjp(eqn, i)
+                c = rule(g, eqn.out.value, *args, **params)
+            c = _fit(c, a)
+            prev = ct.get(a.index)
+            ct[a.index] = c if prev is None else prev + c
+    return ct
+
+
+def zeros_cotangent(var: Var) -> Any:
+    value = var.value
+    if type(value) is Tracer:
+        return np.zeros(var.shape, dtype=var.dtype)
+    return np.zeros_like(value)

@@ -1,0 +1,308 @@
+"""Tracing: primitives, traces, tracers and ``bind``. Knows nothing about derivatives.
+
+A ``Tracer`` stands for an array inside a running trace. It carries the concrete ``_value`` (an
+array, or a tracer of the trace one level below), the ``_trace`` it belongs to, and its ``_var`` in
+that trace's Wengert list. Every operation on tracers goes through ``bind(prim, *args, **params)``:
+
+- with no tracer among the arguments it just calls ``prim.impl``;
+- otherwise it picks the highest-level trace among the arguments, binds the primitive again on the
+  arguments' values one level down (which records the equation in lower traces too, or computes
+  it), and appends ``out = prim(args)`` to the top trace.
+
+Invariants
+----------
+- Traces nest strictly: a trace's ``level`` is one more than the number of traces active when it
+  started, and it is active exactly while its transform runs the user function.
+- A tracer is only ever unwrapped by its own trace; a tracer of a lower level is, for a higher
+  trace, a constant. That is what keeps nested derivatives apart (no perturbation confusion).
+- Values are computed eagerly, so Python control flow sees real numbers; each conversion of a
+  traced value to a Python value (``bool``, ``int``, ``index``) is recorded as a ``Guard``.
+- Conversions that would silently drop a gradient (``float``, ``.item()``, ``__array__``) raise.
+
+The NumPy-facing surface of ``Tracer`` (operators, methods, ``__array_ufunc__``,
+``__array_function__``) is attached by ``numpy_api`` at import, by registration.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import EscapedTracerError, TracerConversionError
+from .wengert import Const, Eqn, Guard, Lit, Var, Wengert
+
+__all__ = ["Primitive", "Trace", "Tracer", "bind", "new_trace", "ZERO", "is_float_dtype"]
+
+
+class _Zero:
+    """Marks an argument whose gradient is identically zero (``floor``, comparisons, indices)."""
+
+    def __repr__(self) -> str:
+        return "ZERO"
+
+
+ZERO = _Zero()
+
+
+class Primitive:
+    """One operation of the closed set that traces are made of.
+
+    ``impl`` computes it on concrete NumPy values. ``vjps`` holds one reverse rule per positional
+    argument, ``rule(g, ans, *args, **params) -> contribution`` (``ZERO`` for none, ``None`` for
+    not differentiable: an error if reached); ``vjp_all(g, ans, *args, **params) -> tuple`` is an
+    alternative joint rule. ``jvp`` is reserved for forward mode.
+    """
+
+    __slots__ = ("name", "impl", "vjps", "vjp_all", "jvp", "kind", "__weakref__")
+
+    def __init__(self, name: str, impl: Callable[..., Any], kind: str = "opaque"):
+        self.name = name
+        self.impl = impl
+        self.vjps: tuple = ()
+        self.vjp_all: Callable[..., tuple] | None = None
+        self.jvp: Callable[..., Any] | None = None
+        self.kind = kind
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        return bind(self, *args, **params)
+
+    def __repr__(self) -> str:
+        return f"<primitive {self.name}>"
+
+
+# Scoped gradient overrides (``gradjit.gradients``): primitive -> replacement primitive.
+OVERRIDES: dict[Primitive, Primitive] = {}
+
+# Active traces, innermost last.
+_STACK: list[Trace] = []
+
+
+def is_float_dtype(dtype: np.dtype) -> bool:
+    return dtype.kind == "f"
+
+
+class Trace:
+    """One level of recording: an in-progress Wengert list."""
+
+    __slots__ = ("level", "active", "n", "inputs", "consts", "eqns", "guards", "_const_ids")
+
+    def __init__(self, level: int):
+        self.level = level
+        self.active = True
+        self.n = 0
+        self.inputs: list[Var] = []
+        self.consts: list[Const] = []
+        self.eqns: list[Eqn] = []
+        self.guards: list[Guard] = []
+        self._const_ids: dict[int, Const] = {}
+
+    def new_input(self, value: Any) -> Tracer:
+        var = Var(self.n, tuple(np.shape(value)), _dtype_of(value), value)
+        self.n += 1
+        self.inputs.append(var)
+        return Tracer(value, self, var)
+
+    def const(self, value: Any) -> Const:
+        c = self._const_ids.get(id(value))
+        if c is None:
+            if type(value) is Tracer and not value._trace.active:
+                raise EscapedTracerError(
+                    "use of a traced value",
+                    "this value belongs to a grad/trace that has already finished",
+                    "Return it from the transformed function instead of storing it outside.",
+                )
+            if not isinstance(value, (np.ndarray, np.generic, Tracer)):
+                value = np.asarray(value)
+            c = Const(self.n, tuple(value.shape), _dtype_of(value), value)
+            self.n += 1
+            self.consts.append(c)
+            self._const_ids[id(value)] = c
+        return c
+
+    def atom(self, a: Any) -> Any:
+        if type(a) is Tracer and a._trace is self:
+            return a._var
+        if type(a) in (float, int, bool):
+            return Lit(a)
+        return self.const(a)
+
+    def record(self, prim: Primitive, args: tuple, params: dict, out: Any) -> Tracer:
+        ins = tuple([self.atom(a) for a in args])
+        try:
+            shape, dtype = out.shape, out.dtype
+        except AttributeError:
+            out = np.asarray(out)
+            shape, dtype = out.shape, out.dtype
+        var = Var(self.n, shape, dtype, out)
+        self.n += 1
+        self.eqns.append(Eqn(prim, ins, var, params))
+        return Tracer(out, self, var)
+
+    def guard(self, kind: str, var: Var, observed: Any) -> None:
+        self.guards.append(Guard(kind, var, observed, len(self.eqns)))
+
+    def to_wengert(self, outputs: list[Any], out_tree: Any = None) -> Wengert:
+        return Wengert(list(self.inputs), list(self.consts), list(self.eqns), outputs, list(self.guards), out_tree)
+
+
+def _dtype_of(value: Any) -> np.dtype:
+    if type(value) is Tracer:
+        return value._var.dtype
+    dt = getattr(value, "dtype", None)
+    return dt if dt is not None else np.result_type(value)
+
+
+class new_trace:
+    """Context manager: start a trace one level above the active ones."""
+
+    __slots__ = ("trace",)
+
+    def __enter__(self) -> Trace:
+        self.trace = Trace(len(_STACK) + 1)
+        _STACK.append(self.trace)
+        return self.trace
+
+    def __exit__(self, *exc: Any) -> None:
+        self.trace.active = False
+        _STACK.remove(self.trace)
+
+
+def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
+    """Apply ``prim``: record it in the highest active trace among ``args``, or just compute it."""
+    top = None
+    for a in args:
+        if type(a) is Tracer:
+            t = a._trace
+            if top is None or t.level > top.level:
+                top = t
+    if OVERRIDES:
+        prim = OVERRIDES.get(prim, prim)
+    if top is None:
+        return prim.impl(*args, **params)
+    if not top.active:
+        raise EscapedTracerError(
+            prim.name,
+            "an argument belongs to a grad/trace that has already finished",
+            "Return traced values from the transformed function instead of storing them outside.",
+        )
+    vals = [a._value if type(a) is Tracer and a._trace is top else a for a in args]
+    out = bind(prim, *vals, **params)
+    return top.record(prim, args, params, out)
+
+
+def _conversion_error(what: str, advice: str) -> TracerConversionError:
+    return TracerConversionError(what, "this would turn a traced value into a constant and silently drop its gradient", advice)
+
+
+_FLOAT_ADVICE = (
+    "Keep computing with NumPy operations on the traced value (np.sin, not math.sin). For control "
+    "flow use a comparison (`if x > 0:`) or int(); to stop a gradient on purpose use "
+    "gradjit.stop_gradient(x)."
+)
+
+
+class Tracer:
+    """An array-like value being traced. Behaves like an ``ndarray`` for NumPy code."""
+
+    __slots__ = ("_value", "_trace", "_var", "_view")
+    __array_priority__ = 1000
+
+    def __init__(self, value: Any, trace: Trace, var: Var):
+        self._value = value
+        self._trace = trace
+        self._var = var
+        self._view = False
+
+    # -- abstract value -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._var.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._var.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self._var.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self._var.shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        if not self._var.shape:
+            raise TypeError("len() of unsized object (a 0-d traced array)")
+        return self._var.shape[0]
+
+    # -- conversions: control flow is allowed and guarded, gradient-dropping ones raise ---
+    def _guarded(self, kind: str, convert: Callable[[Any], Any]) -> Any:
+        v = convert(self._value)  # a lower-level tracer guards its own level first
+        self._trace.guard(kind, self._var, v)
+        return v
+
+    def __bool__(self) -> bool:
+        return self._guarded("bool", bool)
+
+    def __int__(self) -> int:
+        return self._guarded("int", int)
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iub":
+            raise TypeError(
+                f"only integer traced values can be used as an index, not {self.dtype}; use int(x) to convert"
+            )
+        return self._guarded("index", lambda v: v.__index__())
+
+    def __float__(self) -> float:
+        if self.dtype.kind in "iub":
+            return self._guarded("float", float)
+        raise _conversion_error("float() (or a math-module function)", _FLOAT_ADVICE)
+
+    def __complex__(self) -> complex:
+        raise _conversion_error("complex()", _FLOAT_ADVICE)
+
+    def item(self, *args: Any) -> Any:
+        if self.dtype.kind in "iub":
+            return self._guarded("item", lambda v: v.item(*args))
+        raise _conversion_error(".item()", _FLOAT_ADVICE)
+
+    def tolist(self) -> Any:
+        if self.dtype.kind in "iub":
+            return self._guarded("tolist", lambda v: np.asarray(_concrete(v)).tolist())
+        raise _conversion_error(".tolist()", "Keep the value an array; index it (x[0]) or use np.split/unstack.")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise _conversion_error(
+            "np.asarray / np.array / storing into a NumPy array",
+            "To build an array from traced values use np.stack([x, y]) or np.concatenate; to set "
+            "entries, start from a traced array (y = np.zeros(3) * x ... or y = np.stack(...)) and "
+            "assign into it: traced index assignment is recorded.",
+        )
+
+    def __repr__(self) -> str:
+        return f"Traced<{self.dtype}{list(self.shape)}>({_concrete(self._value)!r})"
+
+    def __str__(self) -> str:
+        return str(_concrete(self._value))
+
+    def __format__(self, spec: str) -> str:
+        return format(_concrete(self._value), spec)
+
+    __hash__ = None  # like ndarray: == is elementwise
+
+
+def _concrete(x: Any) -> Any:
+    """The innermost concrete value of a (possibly nested) tracer; for display only."""
+    while type(x) is Tracer:
+        x = x._value
+    return x
+
+
+def concrete(x: Any) -> Any:
+    return _concrete(x)
+
+
+def current_level() -> int:
+    return len(_STACK)

@@ -1,0 +1,78 @@
+"""The NumPy reference executor: runs a Wengert list one equation at a time with ``prim.impl``.
+
+It is deliberately simple, so it can be the oracle that every other executor is tested against.
+Running a list checks its guards: if a traced value would now convert to a different Python value
+than it did when the list was recorded, the list no longer describes what the function does, and
+``GuardFailure`` is raised instead of returning a stale answer.
+
+Invariant: ``run(wl, inputs)`` equals calling the traced function on ``inputs`` whenever every
+guard holds (constants are read from the list, as recorded).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from gradjit.wengert import Const, Lit, Var, Wengert
+
+
+class GuardFailure(RuntimeError):
+    """A guard of the Wengert list does not hold for these inputs: the list must be re-traced."""
+
+
+_CONVERT = {
+    "bool": bool,
+    "int": int,
+    "index": lambda v: v.__index__(),
+    "float": float,
+    "item": lambda v: v.item(),
+    "tolist": lambda v: np.asarray(v).tolist(),
+}
+
+
+def _check_guards(wl: Wengert, env: dict[int, Any], position: int, guards: list) -> None:
+    for g in guards:
+        if g.position != position:
+            continue
+        value = env[g.var.index]
+        observed = value.shape[1] if g.kind == "count" else _CONVERT[g.kind](value)
+        if observed != g.observed:
+            raise GuardFailure(f"{g} failed: now {observed!r}")
+
+
+class ReferenceExecutor:
+    """Runs Wengert lists with NumPy."""
+
+    name = "reference"
+
+    def run(self, wl: Wengert, inputs: Sequence[Any]) -> list[Any]:
+        if len(inputs) != len(wl.inputs):
+            raise ValueError(f"expected {len(wl.inputs)} inputs, got {len(inputs)}")
+        env: dict[int, Any] = {}
+        for var, x in zip(wl.inputs, inputs):
+            if np.shape(x) != var.shape:
+                raise ValueError(f"input {var!r} has shape {np.shape(x)}, the list was traced with {var.shape}")
+            env[var.index] = x
+        for c in wl.consts:
+            env[c.index] = c.value
+
+        def read(a: Any) -> Any:
+            return a.value if type(a) is Lit else env[a.index]
+
+        guards = list(wl.guards)
+        for i, eqn in enumerate(wl.eqns):
+            if guards:
+                _check_guards(wl, env, i, guards)
+            env[eqn.out.index] = eqn.prim.impl(*[read(a) for a in eqn.ins], **eqn.params)
+        if guards:
+            _check_guards(wl, env, len(wl.eqns), guards)
+        return [None if a is None else read(a) for a in wl.outputs]
+
+
+def run(wl: Wengert, *inputs: Any) -> list[Any]:
+    return ReferenceExecutor().run(wl, inputs)
+
+
+__all__ = ["ReferenceExecutor", "GuardFailure", "run", "Var", "Const"]
