@@ -55,8 +55,13 @@ class GradjitError(Exception):
         super().__init__(_message(op, problem, advice))
 
 
-class TracerConversionError(GradjitError, TypeError):
-    """A traced value was turned into a Python or NumPy value in a way that drops its gradient."""
+class TracerConversionError(GradjitError):
+    """A traced value was turned into a Python or NumPy value in a way that drops its gradient.
+
+    Deliberately not a ``TypeError``: NumPy turns a ``TypeError`` from ``__float__`` into an
+    unrelated "setting an array element with a sequence" message when a traced value is stored
+    into a plain array (``y[0] = x``); any other exception type reaches the user intact.
+    """
 
 
 class NonScalarOutputError(GradjitError, TypeError):

@@ -212,7 +212,7 @@ class Tracer:
         self._value = value
         self._trace = trace
         self._var = var
-        self._view = False
+        self._view = None  # (base tracer, index) when made by basic indexing
 
     # -- abstract value -------------------------------------------------------------------
     @property
@@ -258,7 +258,7 @@ class Tracer:
     def __float__(self) -> float:
         if self.dtype.kind in "iub":
             return self._guarded("float", float)
-        raise _conversion_error("float() (or a math-module function)", _FLOAT_ADVICE)
+        raise _conversion_error("float() (or a math-module function, or storing into a NumPy array)", _FLOAT_ADVICE)
 
     def __complex__(self) -> complex:
         raise _conversion_error("complex()", _FLOAT_ADVICE)
