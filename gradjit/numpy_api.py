@@ -587,7 +587,19 @@ def _rebind(t: Tracer, new: Any) -> None:
 
 def setitem(x: Tracer, idx: Any, v: Any) -> None:
     tree, arrays = split_index(x, idx)
+    if type(v) is Tracer and _just_written(x, v, tree):
+        return  # `x[s] += y`: the in-place add already wrote x[s] through its view
     _rebind(x, index_set_p(x, v, *arrays, tree=tree))
+
+
+def _just_written(x: Tracer, v: Tracer, tree: tuple) -> bool:
+    eqns = x._trace.eqns
+    if not eqns or v._trace is not x._trace:
+        return False
+    last = eqns[-1]
+    return (
+        last.out is x._var and last.prim is index_set_p and last.ins[1] is v._var and last.params["tree"] == tree
+    )
 
 
 def _inplace(prim_name: str) -> Callable:

@@ -128,7 +128,8 @@ def _freeze(x: Any) -> Any:
 
 def _param_str(v: Any) -> str:
     if isinstance(v, slice):
-        return ":".join("" if p is None else str(p) for p in (v.start, v.stop, v.step)).rstrip(":") or ":"
+        text = f"{'' if v.start is None else v.start}:{'' if v.stop is None else v.stop}"
+        return text + ("" if v.step is None else f":{v.step}")
     if isinstance(v, tuple):
         return "(" + ",".join(_param_str(e) for e in v) + ")"
     if v is Ellipsis:
