@@ -434,20 +434,9 @@ def stack(arrays: Any, axis: int = 0, out: Any = None, dtype: Any = None, castin
 @implements(np.matmul)
 def matmul(a: Any, b: Any, out: Any = None, **kwargs: Any) -> Any:
     _check_no_out("np.matmul", {"out": out})
-    na, nb = ndim_of(a), ndim_of(b)
-    if na == 0 or nb == 0:
+    if ndim_of(a) == 0 or ndim_of(b) == 0:
         raise ValueError("matmul: Input operand does not have enough dimensions")
-    if na >= 2 and nb >= 2:
-        return matmul_p(a, b)
-    a2 = reshape(a, (1,) + shape_of(a)) if na == 1 else a
-    b2 = reshape(b, shape_of(b) + (1,)) if nb == 1 else b
-    r = matmul_p(a2, b2)
-    s = shape_of(r)
-    if na == 1 and nb == 1:
-        return reshape(r, ())
-    if na == 1:
-        return reshape(r, s[:-2] + s[-1:])
-    return reshape(r, s[:-1])
+    return matmul_p(a, b)
 
 
 @implements(np.dot)

@@ -204,6 +204,7 @@ def _einsum(*operands: Any, subscripts: str) -> Any:
 
 
 matmul_p = primitive("matmul", np.matmul, "contraction")
+UFUNC_TO_PRIM[np.matmul] = matmul_p  # a gufunc in NumPy 2, so it arrives through __array_ufunc__
 einsum_p = primitive("einsum", _einsum, "contraction")
 
 

@@ -232,7 +232,24 @@ def _mT(x: Any) -> Any:
     return np.swapaxes(x, -1, -2)
 
 
-defvjp(P("matmul"), lambda g, ans, a, b: g @ _mT(b), lambda g, ans, a, b: _mT(a) @ g)
+def _matmul_vjp_a(g: Any, ans: Any, a: Any, b: Any) -> Any:
+    # NumPy's 1-D operands act as a row (a) or a column (b) that is removed from the result.
+    if np.ndim(b) == 1:
+        return g * b if np.ndim(a) == 1 else g[..., None] * b
+    if np.ndim(a) == 1:
+        return np.matmul(g[..., None, :], _mT(b))[..., 0, :]
+    return g @ _mT(b)
+
+
+def _matmul_vjp_b(g: Any, ans: Any, a: Any, b: Any) -> Any:
+    if np.ndim(a) == 1:
+        return g * a if np.ndim(b) == 1 else a[:, None] * g[..., None, :]
+    if np.ndim(b) == 1:
+        return np.matmul(g[..., None, :], a)[..., 0, :]
+    return _mT(a) @ g
+
+
+defvjp(P("matmul"), _matmul_vjp_a, _matmul_vjp_b)
 
 
 def _einsum_vjp_all(g: Any, ans: Any, *operands: Any, subscripts: str) -> tuple:

@@ -128,7 +128,10 @@ class Trace:
         return self.const(a)
 
     def record(self, prim: Primitive, args: tuple, params: dict, out: Any) -> Tracer:
-        ins = tuple([self.atom(a) for a in args])
+        """Append ``out = prim(*args)`` whose value ``out`` was computed by the caller."""
+        return self.emit(prim, tuple([self.atom(a) for a in args]), params, out)
+
+    def emit(self, prim: Primitive, ins: tuple, params: dict, out: Any) -> Tracer:
         try:
             shape, dtype = out.shape, out.dtype
         except AttributeError:
@@ -168,6 +171,9 @@ class new_trace:
         _STACK.remove(self.trace)
 
 
+_PY_SCALARS = (float, int, bool)
+
+
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     """Apply ``prim``: record it in the highest active trace among ``args``, or just compute it."""
     top = None
@@ -186,9 +192,27 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
             "an argument belongs to a grad/trace that has already finished",
             "Return traced values from the transformed function instead of storing them outside.",
         )
-    vals = [a._value if type(a) is Tracer and a._trace is top else a for a in args]
-    out = bind(prim, *vals, **params)
-    return top.record(prim, args, params, out)
+    # One pass builds both the equation's atoms and the values one level down (hot path).
+    ins = []
+    vals = []
+    nested = False
+    for a in args:
+        ta = type(a)
+        if ta is Tracer:
+            if a._trace is top:
+                ins.append(a._var)
+                a = a._value
+            else:
+                ins.append(top.const(a))
+            if type(a) is Tracer:
+                nested = True
+        elif ta in _PY_SCALARS:
+            ins.append(Lit(a))
+        else:
+            ins.append(top.const(a))
+        vals.append(a)
+    out = bind(prim, *vals, **params) if nested else prim.impl(*vals, **params)
+    return top.emit(prim, tuple(ins), params, out)
 
 
 def _conversion_error(what: str, advice: str) -> TracerConversionError:
