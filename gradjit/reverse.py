@@ -50,14 +50,6 @@ def unbroadcast(c: Any, shape: tuple[int, ...]) -> Any:
     return c
 
 
-def _fit(c: Any, var: Var) -> Any:
-    """Bring a rule's result to ``var``'s shape and dtype."""
-    c = unbroadcast(c, var.shape)
-    if _dtype(c) != var.dtype:
-        c = astype_p(c, dtype=var.dtype)
-    return c
-
-
 def _no_vjp(eqn: Eqn, argnum: int) -> NoVJPError:
     name = eqn.prim.name
     return NoVJPError(
@@ -75,23 +67,25 @@ def backward(eqns: list[Eqn], seeds: dict[int, Any]) -> dict[int, Any]:
     Returns the cotangents of every variable that received one (inputs included).
     """
     ct = dict(seeds)
+    pop, get = ct.pop, ct.get
     for eqn in reversed(eqns):
-        g = ct.pop(eqn.out.index, None)
+        g = pop(eqn.out.index, None)
         if g is None:
             continue
         ins = eqn.ins
-        args = [a.value for a in ins]
         prim = eqn.prim
         params = eqn.params
+        ans = eqn.out.value
+        args = [a.value for a in ins]
         joint = prim.vjp_all
-        if joint is not None:
-            contribs = joint(g, eqn.out.value, *args, **params)
-        else:
-            contribs = None
-            rules = prim.vjps
+        contribs = joint(g, ans, *args, **params) if joint is not None else None
+        rules = prim.vjps
         for i, a in enumerate(ins):
-            if type(a) is not Var or a.dtype.kind != "f":
-                continue  # literals, constants and integer/bool variables get no gradient
+            if type(a) is not Var:
+                continue  # literals and constants get no gradient
+            dt = a.dtype
+            if dt.kind != "f":
+                continue  # integer and boolean variables get no gradient
             if contribs is not None:
                 c = contribs[i]
                 if c is None or c is ZERO:
@@ -102,10 +96,20 @@ def backward(eqns: list[Eqn], seeds: dict[int, Any]) -> dict[int, Any]:
                     continue
                 if rule is None:
                     raise _no_vjp(eqn, i)
-                c = rule(g, eqn.out.value, *args, **params)
-            c = _fit(c, a)
-            prev = ct.get(a.index)
-            ct[a.index] = c if prev is None else prev + c
+                c = rule(g, ans, *args, **params)
+            # Bring the contribution to the variable's shape and dtype (inlined _fit: hot path).
+            try:
+                cs, cd = c.shape, c.dtype
+            except AttributeError:
+                c = np.asarray(c)
+                cs, cd = c.shape, c.dtype
+            if cs != a.shape:
+                c = unbroadcast(c, a.shape)
+            if cd is not dt and cd != dt:
+                c = astype_p(c, dtype=dt)
+            idx = a.index
+            prev = get(idx)
+            ct[idx] = c if prev is None else prev + c
     return ct
 
 

@@ -98,7 +98,10 @@ class Trace:
         self._const_ids: dict[int, Const] = {}
 
     def new_input(self, value: Any) -> Tracer:
-        var = Var(self.n, tuple(np.shape(value)), _dtype_of(value), value)
+        if type(value) is float:
+            var = Var(self.n, (), _FLOAT64, value)
+        else:
+            var = Var(self.n, tuple(value.shape), _dtype_of(value), value)
         self.n += 1
         self.inputs.append(var)
         return Tracer(value, self, var)
@@ -172,6 +175,7 @@ class new_trace:
 
 
 _PY_SCALARS = (float, int, bool)
+_FLOAT64 = np.dtype(np.float64)
 
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
