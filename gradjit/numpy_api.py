@@ -34,6 +34,7 @@ from .primitives import (
     astype_p,
     broadcast_to_p,
     concatenate_p,
+    cumprod_p,
     cumsum_p,
     getitem_p,
     index_set_p,
@@ -309,7 +310,7 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int 
     if where is not True or mean is not None:
         raise unsupported("np.var", "where= and mean= are not supported on traced values")
     ddof = correction if correction is not None else ddof
-    m = mean(a, axis=axis, dtype=dtype, keepdims=True)
+    m = HANDLED[np.mean](a, axis=axis, dtype=dtype, keepdims=True)  # `mean` is shadowed by the argument
     d = a - m
     axes = norm_axis(axis, ndim_of(a))
     return REDUCTIONS["sum"](d * d, axis=axis, keepdims=keepdims) / float(_count(a, axes) - ddof)
@@ -348,13 +349,19 @@ def cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
 
 @implements(np.cumprod)
 def cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
-    """Inclusive products by a log-depth scan of multiplies: exact gradients, zeros included."""
+    """Inclusive products: the ``cumprod`` primitive, so values are NumPy's bit for bit."""
     _check_no_out("np.cumprod", {"out": out})
     if dtype is not None:
         a = astype(a, dtype)
     if axis is None:
         a, axis = reshape(a, (-1,)), 0
-    ax = norm_axis(axis, ndim_of(a))[0]
+    return cumprod_p(a, axis=norm_axis(axis, ndim_of(a))[0])
+
+
+def cumprod_scan(a: Any, ax: int) -> Any:
+    """Inclusive products along ``ax`` by a log-depth scan of multiplies. Its derivative (what the
+    ``cumprod`` rule uses) is exact with zeros, needs no division, and is differentiable again; its
+    values may differ from NumPy's sequential products in the last bit."""
     n = shape_of(a)[ax]
     pre = (slice(None),) * ax
     k = 1

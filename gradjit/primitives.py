@@ -122,6 +122,10 @@ def _cumsum(x: Any, axis: int) -> Any:
     return np.cumsum(x, axis=axis)
 
 
+def _cumprod(x: Any, axis: int) -> Any:
+    return np.cumprod(x, axis=axis)
+
+
 def _nonzero(x: Any) -> Any:
     return np.array(np.nonzero(x), dtype=np.intp).reshape(np.ndim(x), -1)
 
@@ -130,6 +134,7 @@ argmax_p = primitive("argmax", _argmax, "reduction")
 argmin_p = primitive("argmin", _argmin, "reduction")
 argsort_p = primitive("argsort", _argsort, "reduction")
 cumsum_p = primitive("cumsum", _cumsum, "reduction")
+cumprod_p = primitive("cumprod", _cumprod, "reduction")  # NumPy's sequential products, bit for bit
 nonzero_p = primitive("nonzero", _nonzero, "reduction")
 
 

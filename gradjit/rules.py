@@ -76,10 +76,16 @@ defvjp(P("abs"), lambda g, ans, x: g * np.sign(x))
 defvjp(P("fabs"), lambda g, ans, x: g * np.sign(x))
 
 
+# sinc'(x) = sum_k (-1)^k 2k pi^2k x^(2k-1) / (2k+1)!, k >= 1: used where x == 0 (its value there is 0,
+# but its derivatives are sinc's derivatives at 0, up to order 8, for higher-order gradients).
+_SINC_SERIES = [(-1.0) ** k * 2 * k * np.pi ** (2 * k) / float(np.prod(np.arange(1, 2 * k + 2))) for k in range(1, 5)]
+
+
 def _sinc_vjp(g: Any, ans: Any, x: Any) -> Any:
-    # d/dx sin(pi x)/(pi x) = (cos(pi x) - sinc(x)) / x, and 0 at x = 0.
+    # d/dx sin(pi x)/(pi x) = (cos(pi x) - sinc(x)) / x away from 0.
     safe = _replace_zero(x, 1.0)
-    return g * np.where(x == 0, 0.0, (np.cos(np.pi * safe) - np.sinc(safe)) / safe)
+    at_zero = sum(c * x ** (2 * k + 1) for k, c in enumerate(_SINC_SERIES))
+    return g * np.where(x == 0, at_zero, (np.cos(np.pi * safe) - np.sinc(safe)) / safe)
 
 
 defvjp(P("sinc"), _sinc_vjp)
@@ -178,11 +184,27 @@ def _cumsum_vjp(g: Any, ans: Any, x: Any, axis: int) -> Any:
     return np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis)
 
 
+def _cumprod_vjp(g: Any, ans: Any, x: Any, axis: int) -> Any:
+    # The VJP of the log-depth scan of multiplies (``numpy_api.cumprod_scan``): exact where x has
+    # zeros, and written in primitives, so it is recorded (and differentiable) under nesting.
+    from .numpy_api import cumprod_scan
+    from .reverse import backward
+    from .tracing import new_trace
+
+    with new_trace() as trace:
+        xt = trace.new_input(x)
+        out = cumprod_scan(xt, axis)
+    ct = backward(trace.eqns, {out._var.index: g})
+    c = ct.get(xt._var.index)
+    return np.zeros(np.shape(x)) if c is None else c
+
+
 defvjp(P("reduce_sum"), _sum_vjp)
 defvjp(P("reduce_max"), _extremum_vjp)
 defvjp(P("reduce_min"), _extremum_vjp)
 defvjp(P("reduce_prod"), _prod_vjp)
 defvjp(P("cumsum"), _cumsum_vjp)
+defvjp(P("cumprod"), _cumprod_vjp)
 for _name in ("reduce_any", "reduce_all", "argmax", "argmin", "argsort", "nonzero"):
     defvjp(P(_name), ZERO)
 
