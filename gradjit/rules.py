@@ -287,11 +287,13 @@ defvjp_all(P("einsum"), _einsum_vjp_all)
 # Linear algebra (batched over leading dims)
 # ---------------------------------------------------------------------------------------------
 def _solve_vjp_all(g: Any, ans: Any, a: Any, b: Any) -> tuple:
-    vector = np.ndim(b) == 1
-    gb = np.linalg.solve(_mT(a), g)
-    if vector:
-        ga = -np.multiply.outer(gb, ans) if np.ndim(a) == 2 else -gb[..., :, None] * ans[..., None, :]
+    if np.ndim(b) == 1:
+        # One vector b, broadcast over a's batch: solve with g as a column so a batched g is not
+        # read as a matrix right-hand side.
+        gb = np.linalg.solve(_mT(a), g[..., None])[..., 0]
+        ga = -gb[..., :, None] * ans[..., None, :]
     else:
+        gb = np.linalg.solve(_mT(a), g)
         ga = -gb @ _mT(ans)
     return ga, gb
 
