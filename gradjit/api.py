@@ -159,8 +159,11 @@ def _input_grads(traced: _Traced, ct: dict[int, Any], single: bool) -> Any:
 
 def _scalar_output(out: Any, trace: Trace, f: Callable, op: str) -> Any:
     """The output's Var (or None for an output that does not depend on the inputs)."""
-    shape = np.shape(out) if type(out) is not Tracer else out.shape
-    dtype = out.dtype if hasattr(out, "dtype") else np.result_type(out) if isinstance(out, (int, float)) else None
+    if type(out) is Tracer or isinstance(out, (np.ndarray, np.generic, int, float)):
+        shape = np.shape(out) if type(out) is not Tracer else out.shape
+        dtype = out.dtype if hasattr(out, "dtype") else np.result_type(out)
+    else:  # a container (np.shape would convert the tracers inside it) or another object
+        shape, dtype = None, None
     if dtype is None or shape != ():
         what = f"an output of shape {shape}" if dtype is not None else f"an output of type {type(out).__name__}"
         raise NonScalarOutputError(

@@ -71,9 +71,10 @@ def implements(*np_functions: Callable) -> Callable:
 
 
 def _name(fn: Any) -> str:
+    # numpy.fft -> np.fft.fft; private modules (numpy._core.fromnumeric) are not how users spell it.
     mod = getattr(fn, "__module__", "") or ""
-    prefix = "np.linalg." if "linalg" in mod else "np."
-    return prefix + getattr(fn, "__name__", repr(fn))
+    parts = [p for p in mod.split(".")[1:] if not p.startswith("_")] if mod.startswith("numpy") else []
+    return ".".join(["np", *parts, getattr(fn, "__name__", repr(fn))])
 
 
 def unsupported(op: str, problem: str, advice: str | None = None) -> UnsupportedOperationError:

@@ -302,6 +302,13 @@ class Tracer:
         raise _conversion_error(".tolist()", "Keep the value an array; index it (x[0]) or use np.split/unstack.")
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self.dtype.kind in "iub":
+            # Integer/boolean values carry no gradient: converting them (a plain array indexed by
+            # traced indices, np.take(table, idx)) is control flow, guarded like int().
+            v = self._value
+            v = v.__array__() if type(v) is Tracer else np.asarray(v)  # lower levels guard themselves
+            self._trace.guard("tolist", self._var, v.tolist())
+            return v if dtype is None else v.astype(dtype, copy=False)
         raise _conversion_error(
             "np.asarray / np.array / storing into a NumPy array",
             "To build an array from traced values use np.stack([x, y]) or np.concatenate; to set "
