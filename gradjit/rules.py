@@ -228,6 +228,21 @@ def _index_vjp_v(g: Any, ans: Any, x: Any, v: Any, *arrays: Any, tree: tuple) ->
     return getitem_p(g, *arrays, tree=tree)
 
 
+def _index_set_vjp_v(g: Any, ans: Any, x: Any, v: Any, *arrays: Any, tree: tuple) -> Any:
+    # With repeated integer indices NumPy keeps the last write (``y[[0, 0]] = v`` stores v[1]): only
+    # the entries of v that won their position reach the output. Number the written slots, store
+    # the numbers the same way, read them back: a slot won where it reads back its own number.
+    gv = getitem_p(g, *arrays, tree=tree)
+    if not arrays:
+        return gv  # basic indexing writes each position once
+    slots = np.arange(int(np.prod(np.shape(gv), dtype=np.int64))).reshape(np.shape(gv))
+    owner = index_set_p(np.full(np.shape(x), -1, dtype=np.int64), slots, *arrays, tree=tree)
+    won = getitem_p(owner, *arrays, tree=tree) == slots
+    if isinstance(won, np.ndarray) and won.all():
+        return gv  # no repeated indices (concrete indices only: traced ones may change between calls)
+    return np.where(won, gv, 0.0)
+
+
 def _concatenate_vjp_all(g: Any, ans: Any, *xs: Any, axis: int) -> tuple:
     out, start = [], 0
     for x in xs:
@@ -243,7 +258,7 @@ defvjp(P("transpose"), lambda g, ans, x, axes: np.transpose(g, tuple(np.argsort(
 defvjp(P("broadcast_to"), lambda g, ans, x, shape: g)  # the walker sums over broadcast axes
 defvjp(P("getitem"), _getitem_vjp)
 defvjp(P("index_add"), _index_vjp_x, _index_vjp_v)
-defvjp(P("index_set"), _index_set_vjp_x, _index_vjp_v)
+defvjp(P("index_set"), _index_set_vjp_x, _index_set_vjp_v)
 defvjp_all(P("concatenate"), _concatenate_vjp_all)
 
 
