@@ -125,6 +125,10 @@ _REDUCE = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "m
 
 
 def array_ufunc(self: Tracer, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    if not kwargs and method == "__call__" and not FUNCTION_OVERRIDES:  # the common case, fast
+        prim = UFUNC_TO_PRIM.get(ufunc)
+        if prim is not None:
+            return bind(prim, *inputs)
     op = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
     _check_no_out(op, kwargs)
     if method == "__call__":
@@ -563,11 +567,20 @@ def split_index(x: Any, idx: Any) -> tuple[tuple, tuple]:
 
 
 def getitem(x: Any, idx: Any) -> Any:
+    if type(idx) is int or type(idx) is slice and _static_slice(idx):  # fast path: x[i], x[a:b]
+        out = bind(getitem_p, x, tree=(idx,))
+        if type(out) is Tracer and type(x) is Tracer:
+            out._view = (x, idx)
+        return out
     tree, arrays = split_index(x, idx)
     out = getitem_p(x, *arrays, tree=tree)
     if not arrays and type(out) is Tracer and type(x) is Tracer:
         out._view = (x, idx)  # basic indexing makes a view: writes go through to x
     return out
+
+
+def _static_slice(s: slice) -> bool:
+    return type(s.start) is not Tracer and type(s.stop) is not Tracer and type(s.step) is not Tracer
 
 
 def _rebind(t: Tracer, new: Any) -> None:
@@ -683,8 +696,8 @@ def _install_tracer_methods() -> None:
         setattr(T, f"__i{dunder}__", _inplace(prim))
     for dunder, prim in [("eq", "eq"), ("ne", "ne"), ("lt", "lt"), ("le", "le"), ("gt", "gt"), ("ge", "ge")]:
         setattr(T, f"__{dunder}__", _binary(prim)[0])
-    T.__matmul__ = lambda self, other: matmul(self, other)
-    T.__rmatmul__ = lambda self, other: matmul(other, self)
+    T.__matmul__ = lambda self, other: bind(matmul_p, self, other)  # NumPy's impl rejects 0-d operands
+    T.__rmatmul__ = lambda self, other: bind(matmul_p, other, self)
     T.__imatmul__ = lambda self, other: (_rebind(self, matmul(self, other)), self)[1]
     T.__neg__ = lambda self: P("neg")(self)
     T.__pos__ = lambda self: self

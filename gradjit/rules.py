@@ -272,7 +272,8 @@ def _mT(x: Any) -> Any:
 def _matmul_vjp_a(g: Any, ans: Any, a: Any, b: Any) -> Any:
     # NumPy's 1-D operands act as a row (a) or a column (b) that is removed from the result.
     if np.ndim(b) == 1:
-        return g * b if np.ndim(a) == 1 else g[..., None] * b
+        na = np.ndim(a)
+        return g * b if na == 1 else np.outer(g, b) if na == 2 else g[..., None] * b
     if np.ndim(a) == 1:
         return np.matmul(g[..., None, :], _mT(b))[..., 0, :]
     return g @ _mT(b)
@@ -282,7 +283,7 @@ def _matmul_vjp_b(g: Any, ans: Any, a: Any, b: Any) -> Any:
     if np.ndim(a) == 1:
         return g * a if np.ndim(b) == 1 else a[:, None] * g[..., None, :]
     if np.ndim(b) == 1:
-        return np.matmul(g[..., None, :], a)[..., 0, :]
+        return g @ a if np.ndim(a) == 2 else np.matmul(g[..., None, :], a)[..., 0, :]
     return _mT(a) @ g
 
 
