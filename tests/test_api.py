@@ -399,3 +399,53 @@ def test_traced_values_behave_like_arrays() -> None:
     value, g = gj.value_and_grad(f)(x)
     assert value == f(x)
     gj.check_grads(f, x, order=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small cases that are easy to get wrong
+# ---------------------------------------------------------------------------------------------
+def test_identity_and_output_that_is_an_input() -> None:
+    assert gj.grad(lambda x: x)(1.5) == 1.0
+    assert gj.grad(lambda x, y: y, argnums=(0, 1))(1.0, 2.0) == (0.0, 1.0)
+    np.testing.assert_array_equal(gj.elementwise_grad(lambda x: x)(np.ones(3)), np.ones(3))
+
+
+def test_integer_output_is_an_error() -> None:
+    with pytest.raises(gj.NonScalarOutputError, match="float output"):
+        gj.grad(lambda x: np.argmax(x))(np.array([1.0, 2.0]))
+
+
+def test_fan_out_accumulates() -> None:
+    def f(x):
+        y = np.sin(x)
+        return y * y + y + np.sum(np.stack([y, y]))
+
+    x = 0.3
+    np.testing.assert_allclose(gj.grad(f)(x), (2 * np.sin(x) + 3) * np.cos(x), rtol=1e-15)
+
+
+def test_vjp_with_has_aux() -> None:
+    out, vjp_fn, aux = gj.vjp(lambda x: (x * 2.0, {"tag": "t", "sq": x * x}), np.array([1.0, 3.0]), has_aux=True)
+    np.testing.assert_array_equal(out, [2.0, 6.0])
+    assert aux["tag"] == "t" and type(aux["sq"]) is np.ndarray
+    np.testing.assert_array_equal(vjp_fn(np.ones(2))[0], [2.0, 2.0])
+
+
+def test_nested_grad_with_argnums_and_pytrees() -> None:
+    def f(p, x):
+        return p["a"] * x**3 + p["b"] * x
+
+    p = {"a": 2.0, "b": 5.0}
+    # d/dx f = 3 a x^2 + b; its gradient with respect to p is {a: 3 x^2, b: 1}.
+    g = gj.grad(lambda p, x: gj.grad(f, argnums=1)(p, x))(p, 2.0)
+    assert g == {"a": 12.0, "b": 1.0}
+
+
+def test_jacobian_rows_by_vjp() -> None:
+    def f(x):
+        return np.stack([x[0] * x[1], np.sin(x[1]), x[0] ** 2])
+
+    x = np.array([1.5, 0.5])
+    out, vjp_fn = gj.vjp(f, x)
+    J = np.stack([vjp_fn(e)[0] for e in np.eye(3)])
+    np.testing.assert_allclose(J, [[0.5, 1.5], [0.0, np.cos(0.5)], [3.0, 0.0]], rtol=1e-15)

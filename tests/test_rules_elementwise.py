@@ -305,6 +305,24 @@ ROWS: list[Row] = [
     R("cumprod", np.cumprod, signed(0.5, 1.5)),
     R("cumprod_axis", lambda x: np.cumprod(x, axis=-1), signed(0.5, 1.5)),
     R("cumprod_axis0", lambda x: np.cumprod(x, axis=0), signed(0.5, 1.5)),
+    # -- ufunc methods ---------------------------------------------------------------------------
+    R("add_reduce", lambda x: np.add.reduce(x, axis=-1)),
+    R("multiply_reduce", lambda x: np.multiply.reduce(x), signed(0.5, 1.5)),
+    R("maximum_reduce", lambda x: np.maximum.reduce(x, axis=0), distinct(-2, 2)),
+    R("add_accumulate", lambda x: np.add.accumulate(x, axis=0)),
+    R("multiply_accumulate", lambda x: np.multiply.accumulate(x, axis=-1), signed(0.5, 1.5)),
+    # -- mixing traced values with constants: NumPy arrays and scalars on either side ----------
+    Row(
+        "const_array_left",
+        lambda x: np.arange(1.0, 4.0) * x - np.ones(3) / (x + 3.0),
+        uniform(-2, 2),
+        [(PY,), ((3,),), ((2, 3),)],
+    ),  # fmt: skip
+    U("numpy_scalar_left", lambda x: np.float64(2.5) * x + np.float64(1.0) / (x * x + 1.0), uniform(-2, 2)),
+    U("int_literals", lambda x: (x + 1) * 2 - x / 2 + x**0 + x**1, uniform(-2, 2)),
+    Row(
+        "builtin_sum_and_max", lambda x: sum([x, 2.0 * x, np.sin(x)]) + max(x, 0.25), separated(-1, 1), [(PY,), ((),)]
+    ),  # fmt: skip
     # -- array creation from a traced array, and casts ----------------------------------------
     U("zeros_like", lambda x: np.zeros_like(x) + x * 2.0, uniform(-2, 2)),
     U("ones_like", lambda x: np.ones_like(x) * x, uniform(-2, 2)),
