@@ -732,6 +732,24 @@ def _install_tracer_methods() -> None:
                  "argsort"):  # fmt: skip
         np_fn = np.ravel if name == "flatten" else getattr(np, name)
         setattr(T, name, _method_from(np_fn))
+    # A method honours a scoped gradient override of its NumPy function (gradjit.gradients) exactly
+    # as np.fn(x) does through __array_function__: x.round() must not silently differ from np.round(x).
+    for name in ("mean", "var", "std", "sum", "prod", "max", "min", "any", "all", "argmax", "argmin", "cumsum",
+                 "cumprod", "clip", "dot", "round", "ravel", "flatten", "squeeze", "swapaxes", "repeat", "take",
+                 "trace", "diagonal", "argsort"):  # fmt: skip
+        np_fn = np.ravel if name == "flatten" else getattr(np, name)
+        setattr(T, name, _honour_overrides(np_fn, getattr(T, name)))
+
+
+def _honour_overrides(np_fn: Callable, method: Callable) -> Callable:
+    def wrapped(self: Tracer, *args: Any, **kwargs: Any) -> Any:
+        override = FUNCTION_OVERRIDES.get(np_fn) if FUNCTION_OVERRIDES else None
+        if override is not None:
+            return bind(override, self, *args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    wrapped.__name__ = getattr(method, "__name__", np_fn.__name__)
+    return wrapped
 
 
 __all__ = ["HANDLED", "implements", "builtins"]

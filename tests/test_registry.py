@@ -323,3 +323,22 @@ def test_register_module_with_patching() -> None:
     assert "add" in names  # `untouched` was not registered: traced through as plain NumPy
     np.testing.assert_allclose(gj.grad(user_code)(x), 2 / (1 + np.exp(-x)) + 1.0)
     assert user_code(x) == 2 * np.sum(np.log1p(np.exp(x))) + np.sum(x + 1.0)  # still computes untraced
+
+
+@pytest.mark.parametrize(
+    "key, via_function, via_method",
+    [
+        (np.round, lambda x: np.sum(np.round(x)), lambda x: np.sum(x.round())),
+        (np.clip, lambda x: np.sum(np.clip(x, 0.0, 1.5)), lambda x: np.sum(x.clip(0.0, 1.5))),
+        (np.sum, lambda x: np.sum(x * 1.0), lambda x: (x * 1.0).sum()),
+    ],
+    ids=["round", "clip", "sum"],
+)
+def test_override_reaches_the_method_spelling_too(key, via_function, via_method) -> None:
+    # x.round() and np.round(x) are the same operation: a scoped override must reach both.
+    rule = lambda g, ans, x, *args, **kwargs: 2.0 * g * np.ones_like(x)  # noqa: E731
+    x = np.array([0.3, 2.2])
+    with gj.gradients({key: rule}):
+        np.testing.assert_array_equal(gj.grad(via_function)(x), [2.0, 2.0])
+        np.testing.assert_array_equal(gj.grad(via_method)(x), [2.0, 2.0])
+    np.testing.assert_array_equal(gj.grad(via_method)(x), gj.grad(via_function)(x))
