@@ -19,7 +19,8 @@ Invariants
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,8 @@ def _normalize_argnums(argnums: Argnums | None, nargs: int, op: str) -> tuple[tu
     if bad:
         raise ArgnumsError(
             op,
-            f"argnums={argnums!r} names argument {bad[0]}, but the function was called with {nargs} positional argument(s)",
+            f"argnums={argnums!r} names argument {bad[0]}, "
+            f"but the function was called with {nargs} positional argument(s)",
             f"Use argnums between 0 and {nargs - 1}, or pass the argument positionally.",
         )
     nums = tuple(a % nargs for a in nums)
@@ -77,7 +79,10 @@ def _check_top_leaf(x: Any, op: str, argnum: int) -> None:
         what, advice = "a complex input", "gradjit differentiates real floating-point inputs only."
     else:
         what = f"an input of type {type(x).__name__}"
-        advice = "Only float scalars and float arrays (or containers of them) can be differentiated; leave it out of argnums."
+        advice = (
+            "Only float scalars and float arrays (or containers of them) can be differentiated; "
+            "leave it out of argnums."
+        )
     raise NonDifferentiableInputError(op, f"cannot differentiate with respect to argument {argnum}: {what}", advice)
 
 

@@ -8,7 +8,8 @@ the reverse sweep of the reverse sweep.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

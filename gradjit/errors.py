@@ -31,7 +31,11 @@ def user_line(skip_tests: bool = False) -> str:
     """``file:line: source`` of the innermost stack frame outside gradjit and NumPy."""
     frame = sys._getframe(1)
     while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename) if not frame.f_code.co_filename.startswith("<") else frame.f_code.co_filename
+        filename = (
+            os.path.abspath(frame.f_code.co_filename)
+            if not frame.f_code.co_filename.startswith("<")
+            else frame.f_code.co_filename
+        )
         if not _is_internal(filename):
             src = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
             where = f"{frame.f_code.co_filename}:{frame.f_lineno}"

@@ -20,15 +20,16 @@ Invariants
 from __future__ import annotations
 
 import builtins
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from .errors import UnsupportedOperationError
 from .primitives import (
     ARRAY,
-    P,
     UFUNC_TO_PRIM,
+    P,
     argmax_p,
     argmin_p,
     astype_p,
@@ -294,7 +295,9 @@ def _count(x: Any, axes: tuple[int, ...]) -> int:
 
 
 @implements(np.mean)
-def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, where: Any = True) -> Any:
+def mean(
+    a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, where: Any = True
+) -> Any:
     _check_no_out("np.mean", {"out": out})
     if dtype is not None:
         a = astype(a, dtype)
@@ -607,9 +610,7 @@ def _just_written(x: Tracer, v: Tracer, tree: tuple) -> bool:
     if not eqns or v._trace is not x._trace:
         return False
     last = eqns[-1]
-    return (
-        last.out is x._var and last.prim is index_set_p and last.ins[1] is v._var and last.params["tree"] == tree
-    )
+    return last.out is x._var and last.prim is index_set_p and last.ins[1] is v._var and last.params["tree"] == tree
 
 
 def _inplace(prim_name: str) -> Callable:
@@ -755,7 +756,6 @@ def _honour_overrides(np_fn: Callable, method: Callable) -> Callable:
 __all__ = ["HANDLED", "implements", "builtins"]
 
 # The rest of the NumPy surface registers itself on import.
-from . import numpy_shape  # noqa: E402,F401
-from . import numpy_linalg  # noqa: E402,F401
+from . import numpy_linalg, numpy_shape  # noqa: E402,F401
 
 _install_tracer_methods()

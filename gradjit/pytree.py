@@ -7,7 +7,8 @@ flattened in sorted key order when the keys are sortable, so the order is determ
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["flatten", "unflatten", "tree_map", "TreeDef"]
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import functools
 import types
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -155,9 +156,7 @@ def gradients(overrides: dict[Any, Callable | tuple]) -> Iterator[None]:
                 FUNCTION_OVERRIDES[f] = old
 
 
-def register_module(
-    module: Any, gradients: dict[str, Callable | tuple], patch: bool = False
-) -> types.SimpleNamespace:
+def register_module(module: Any, gradients: dict[str, Callable | tuple], patch: bool = False) -> types.SimpleNamespace:
     """Make the named functions of ``module`` primitives with the given rules, all at once.
 
     ``gradients`` maps a function name to its rule or tuple of rules (one per argument). Returns a

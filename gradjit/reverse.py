@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NoVJPError
-from .primitives import broadcast_to_p, reduce_sum_p, reshape_p, astype_p
+from .primitives import astype_p, broadcast_to_p, reduce_sum_p, reshape_p
 from .tracing import ZERO, Tracer
 from .wengert import Eqn, Var
 
@@ -40,9 +40,7 @@ def unbroadcast(c: Any, shape: tuple[int, ...]) -> Any:
     extra = len(cshape) - len(shape)
     if extra < 0:  # a cotangent smaller than its argument (e.g. a scalar rule result)
         return broadcast_to_p(c, shape)
-    axes = tuple(range(extra)) + tuple(
-        extra + i for i, n in enumerate(shape) if n == 1 and cshape[extra + i] != 1
-    )
+    axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and cshape[extra + i] != 1)
     if axes:
         c = reduce_sum_p(c, axis=axes, keepdims=False)
     if _shape(c) != shape:

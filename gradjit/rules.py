@@ -14,11 +14,12 @@ the unselected side (``log(0)``, ``1/0``); sanitize the input of the dangerous b
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from .primitives import P, build_index, index_add_p, index_set_p, getitem_p
+from .primitives import P, build_index, getitem_p, index_add_p, index_set_p
 from .tracing import ZERO, Primitive
 
 LN2 = float(np.log(2.0))

@@ -25,7 +25,8 @@ The NumPy-facing surface of ``Tracer`` (operators, methods, ``__array_ufunc__``,
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -220,7 +221,9 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
 
 
 def _conversion_error(what: str, advice: str) -> TracerConversionError:
-    return TracerConversionError(what, "this would turn a traced value into a constant and silently drop its gradient", advice)
+    return TracerConversionError(
+        what, "this would turn a traced value into a constant and silently drop its gradient", advice
+    )
 
 
 _FLOAT_ADVICE = (

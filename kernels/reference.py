@@ -11,7 +11,8 @@ guard holds (constants are read from the list, as recorded).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
