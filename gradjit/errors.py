@@ -44,8 +44,8 @@ def user_line(skip_tests: bool = False) -> str:
     return "<unknown location>"
 
 
-def _message(op: str, problem: str, advice: str | None) -> str:
-    msg = f"{op}: {problem}\n  at {user_line()}"
+def _message(op: str, problem: str, advice: str | None, where: str | None = None) -> str:
+    msg = f"{op}: {problem}\n  at {where or user_line()}"
     if advice:
         msg += f"\n{advice}"
     return msg
@@ -54,9 +54,9 @@ def _message(op: str, problem: str, advice: str | None) -> str:
 class GradjitError(Exception):
     """Base class of gradjit's errors about how it was used."""
 
-    def __init__(self, op: str, problem: str, advice: str | None = None):
+    def __init__(self, op: str, problem: str, advice: str | None = None, where: str | None = None):
         self.op = op
-        super().__init__(_message(op, problem, advice))
+        super().__init__(_message(op, problem, advice, where))
 
 
 class TracerConversionError(GradjitError):

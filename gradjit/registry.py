@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from . import tracing
+from .errors import user_line
 from .numpy_api import FUNCTION_OVERRIDES, HANDLED
 from .primitives import UFUNC_TO_PRIM
 from .rules import defvjp as _set_rules
-from .tracing import Primitive, bind
+from .tracing import Primitive, Tracer, bind
 
 __all__ = ["primitive", "custom_vjp", "defvjp", "gradients", "register_module", "PrimitiveFunction"]
 
@@ -44,7 +45,10 @@ class PrimitiveFunction:
         self.prim = Primitive(name or getattr(fn, "__name__", "user_fn"), fn, "user")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return bind(self.prim, *args, **kwargs)
+        out = bind(self.prim, *args, **kwargs)
+        if self.prim.vjp_all is None and (len(self.prim.vjps) < len(args) or None in self.prim.vjps):
+            _remember_line(out)  # a reverse sweep may reach this equation without a rule: say where
+        return out
 
     def defvjp(self, *rules: Callable | Any) -> PrimitiveFunction:
         """One rule per positional argument, ``rule(g, ans, *args, **kwargs)``; ``None`` for none."""
@@ -53,6 +57,18 @@ class PrimitiveFunction:
 
     def __repr__(self) -> str:
         return f"<gradjit primitive {self.prim.name}>"
+
+
+def _remember_line(out: Any) -> None:
+    """Note the user's source line on the equation that produced ``out``, at every trace level."""
+    where = None
+    t = out
+    while type(t) is Tracer:
+        eqns = t._trace.eqns
+        if eqns and eqns[-1].out is t._var:
+            where = where or user_line()
+            eqns[-1].where = where
+        t = t._value
 
 
 def primitive(fn: Callable) -> PrimitiveFunction:

@@ -50,13 +50,17 @@ def unbroadcast(c: Any, shape: tuple[int, ...]) -> Any:
 
 def _no_vjp(eqn: Eqn, argnum: int) -> NoVJPError:
     name = eqn.prim.name
-    return NoVJPError(
-        name,
-        f"no VJP for '{name}' with respect to argument {argnum}",
-        f"Register one: gradjit.defvjp(<the primitive or function for '{name}'>, "
-        "lambda g, ans, *args: ...), one rule per argument, or wrap your function with "
-        "@gradjit.primitive and call .defvjp(...).",
-    )
+    if eqn.prim.kind == "user":
+        advice = (
+            f"Give it one: {name}.defvjp(rule0, rule1, ...), one rule per positional argument, each "
+            "rule(g, ans, *args) -> cotangent (gradjit.ZERO for an argument with no gradient)."
+        )
+    else:
+        advice = (
+            f"Register one: gradjit.defvjp(<the NumPy function for '{name}'>, lambda g, ans, *args: ...), "
+            "one rule per argument."
+        )
+    return NoVJPError(name, f"no VJP for '{name}' with respect to argument {argnum}", advice, where=eqn.where)
 
 
 def backward(eqns: list[Eqn], seeds: dict[int, Any]) -> dict[int, Any]:

@@ -144,13 +144,14 @@ def _param_str(v: Any) -> str:
 class Eqn:
     """``out = prim(*ins, **params)``."""
 
-    __slots__ = ("prim", "ins", "out", "params")
+    __slots__ = ("prim", "ins", "out", "params", "where")
 
     def __init__(self, prim: Any, ins: tuple, out: Var, params: dict):
         self.prim = prim
         self.ins = ins
         self.out = out
         self.params = params
+        self.where: str | None = None  # the user's source line, recorded only where errors need it
 
     def key(self) -> tuple:
         return (

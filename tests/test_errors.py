@@ -99,6 +99,21 @@ def test_operation_with_no_vjp() -> None:
     assert double_it(2.0) == 4.0
 
 
+def test_no_vjp_names_the_line_that_used_the_operation() -> None:
+    @gj.primitive
+    def halve(x):
+        return 0.5 * x
+
+    def loss(x):
+        y = np.sin(x)
+        return halve(y)
+
+    with pytest.raises(gj.NoVJPError) as info:
+        gj.grad(loss)(1.0)
+    assert_points_here(info.value, "return halve(y)")
+    assert "halve.defvjp(" in str(info.value)
+
+
 def test_no_vjp_for_the_second_argument_only() -> None:
     @gj.primitive
     def scale(x, s):
