@@ -756,6 +756,6 @@ def _honour_overrides(np_fn: Callable, method: Callable) -> Callable:
 __all__ = ["HANDLED", "implements", "builtins"]
 
 # The rest of the NumPy surface registers itself on import.
-from . import numpy_linalg, numpy_shape  # noqa: E402,F401
+from . import numpy_gather, numpy_linalg, numpy_shape  # noqa: E402,F401
 
 _install_tracer_methods()
