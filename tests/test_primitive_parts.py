@@ -25,7 +25,8 @@ from gradjit.tracing import ZERO, Primitive
 
 KINDS = {"elementwise", "reduction", "movement", "contraction", "linalg"}
 # Parameter names that are static params (keywords of ``bind``), not operands.
-STATIC = {"axis", "axes", "keepdims", "shape", "dtype", "stable", "tree", "subscripts", "decimals", "upper", "ord"}
+STATIC = {"axis", "axes", "keepdims", "shape", "dtype", "stable", "tree", "subscripts", "decimals", "upper", "ord",
+          "stride", "padding", "kernel", "include_pad"}  # fmt: skip
 # Primitives whose variadic operands are integer index arrays (no gradient is ever needed).
 INDEX_OPERANDS = {"getitem", "index_add", "index_set"}
 
