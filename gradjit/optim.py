@@ -8,7 +8,7 @@ An optimizer is an ``Optimizer``: a named pair of pure functions::
 
 ``minimize(loss, params, data, optimizer, steps)`` runs that loop with ``gradjit.value_and_grad``,
 records the loss history, shows a tqdm progress bar when interactive, and stops on the first NaN/Inf
-with a ``NonFiniteError`` that says where it appeared and carries the last good params.
+with a ``NonFiniteStepError`` that says where it appeared and carries the last good params.
 
 Invariants
 ----------
@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .api import value_and_grad
-from .errors import GradjitError
+from .debug import NonFiniteError
 from .pytree import TreeDef, flatten, unflatten
 from .tracing import Tracer
 
@@ -48,7 +48,7 @@ __all__ = [
     "Optimizer", "sgd", "adam", "adamw", "rmsprop", "adagrad", "lbfgs",
     "SGDState", "AdamState", "RMSpropState", "AdagradState", "LBFGSState",
     "exponential_decay", "cosine_decay", "linear_warmup",
-    "minimize", "MinimizeResult", "NonFiniteError",
+    "minimize", "MinimizeResult", "NonFiniteStepError",
 ]  # fmt: skip
 
 Schedule = Callable[[int], float]
@@ -516,8 +516,12 @@ def linear_warmup(lr: LearningRate, warmup_steps: int) -> Schedule:
 # minimize
 
 
-class NonFiniteError(GradjitError, FloatingPointError):
+class NonFiniteStepError(NonFiniteError):
     """``minimize`` met a NaN or Inf: in the loss, in a gradient leaf, or in the updated params.
+
+    A ``gradjit.NonFiniteError`` (the error of ``gradjit.debug_nans``), so one ``except`` catches
+    both; ``eqn`` and ``origin`` are None here, ``sweep`` is ``"forward"`` for the loss, ``"reverse"``
+    for a gradient and ``"update"`` for the optimizer's step.
 
     Attributes: ``step`` (0-based, the index the loss would have had in the history), ``source``
     (``"loss"``, ``"gradient"`` or ``"update"``), ``path`` (the leaf, e.g. ``"params['W1']"``; ``None``
@@ -529,30 +533,26 @@ class NonFiniteError(GradjitError, FloatingPointError):
     """
 
     def __init__(self, step: int, source: str, path: str | None, value: float, leaf: Any, **found: Any):
-        self.step, self.source, self.path, self.value = step, source, path, value
-        self.params = found["params"]
-        self.state = found["state"]
-        self.failed_params = found["failed_params"]
-        self.history = found["history"]
         at = f"at step {step} (counting from 0)"
         if source == "loss":
             problem = f"the loss became {value} {at}"
         else:
-            what = "the gradient of" if source == "gradient" else "the optimizer's update made"
-            tail = "" if source == "gradient" else " non-finite"
-            problem = f"{what} {path}{tail} {at}: {_describe(leaf)}; the loss was {value:.6g}"
-        if len(self.history):
-            problem += f"; the last finite loss was {self.history[-1]:.6g}"
+            what = f"the gradient of {path} became" if source == "gradient" else f"the optimizer's update made {path}"
+            problem = f"{what} non-finite {at}: {_describe(leaf)}; the loss was {value:.6g}"
+        history = found["history"]
+        if len(history):
+            problem += f"; the last finite loss was {history[-1]:.6g}"
         before = " (the params before this update)" if source == "update" else ""
         advice = (
             f"err.params holds the last params whose loss and gradient were finite{before}, err.state their "
             "optimizer state. Try a smaller learning rate, gradient clipping, or a numerically stable loss "
-            "(log-sum-exp, log1p)"
+            "(log-sum-exp, log1p); run the loss under gradjit.debug_nans() to find the operation that made it."
         )
-        package = sys.modules.get(__package__ or "gradjit")
-        if hasattr(package, "debug_nans"):  # added by the NaN-debugging module when it is present
-            advice += "; run the loss under gradjit.debug_nans() to find the operation that made it"
-        super().__init__("minimize", problem, advice + ".")
+        sweep = {"loss": "forward", "gradient": "reverse"}.get(source, source)
+        super().__init__("minimize", problem, advice, where=None, sweep=sweep)
+        self.step, self.source, self.path, self.value = step, source, path, value
+        self.params, self.state = found["params"], found["state"]
+        self.failed_params, self.history = found["failed_params"], history
 
 
 def _describe(leaf: Any) -> str:
@@ -714,8 +714,9 @@ def minimize(
     the ``CI`` environment variable is set. ``callback(step, params, loss)`` runs after each update;
     returning a true value stops the run.
 
-    Raises ``NonFiniteError`` at the first NaN/Inf in the loss, a gradient leaf (named by its path,
-    e.g. ``params['W1']``) or the updated params; the error carries the last good params.
+    Raises ``NonFiniteStepError`` (a ``gradjit.NonFiniteError``) at the first NaN/Inf in the loss, a
+    gradient leaf (named by its path, e.g. ``params['W1']``) or the updated params; the error carries
+    the last good params. Under ``gradjit.debug_nans()`` the operation that made the NaN raises first.
     """
     vg = value_and_grad(loss)
     state = optimizer.init(params) if state is None else state
@@ -724,8 +725,8 @@ def minimize(
     good_params = good_state = None
     bar = _progress_bar(steps, progress, desc)
 
-    def fail(step: int, source: str, path: str | None, value: float, leaf: Any, failed: Any) -> NonFiniteError:
-        return NonFiniteError(
+    def fail(step: int, source: str, path: str | None, value: float, leaf: Any, failed: Any) -> NonFiniteStepError:
+        return NonFiniteStepError(
             step, source, path, value, leaf,
             params=good_params, state=good_state, failed_params=failed, history=np.array(history),
         )  # fmt: skip

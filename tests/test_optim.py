@@ -414,13 +414,14 @@ def test_nan_loss_stops_with_step_and_last_good_params() -> None:
     scale = lambda k: (np.inf if k == 3 else 1.0,)
     loss = lambda p, s: s * np.sum((p["w"] - 1.0) ** 2)
     seen = []
-    with pytest.raises(optim.NonFiniteError) as info:
+    with pytest.raises(optim.NonFiniteStepError) as info:
         optim.minimize(
             loss, {"w": np.zeros(2)}, scale, optim.sgd(0.1), steps=10, progress=False,
             callback=lambda k, p, v: seen.append(p),
         )  # fmt: skip
     err = info.value
-    assert isinstance(err, gj.GradjitError) and isinstance(err, FloatingPointError)
+    assert isinstance(err, gj.NonFiniteError) and isinstance(err, FloatingPointError)
+    assert err.sweep == "forward" and err.eqn is None
     assert err.step == 3 and err.source == "loss" and err.path is None and math.isinf(err.value)
     assert len(err.history) == 3 and np.all(np.isfinite(err.history))
     # params of step 2 (loss and gradient finite there), and the params step 3 failed at
@@ -436,14 +437,14 @@ def test_nan_gradient_names_the_leaf() -> None:
     loss = lambda p, c: np.sum(np.sqrt(p["W1"] ** 2 + c)) + np.sum(p["a"] ** 2)
     data = lambda k: (0.0 if k == 2 else 1.0,)
     params = {"a": np.ones(2), "W1": np.array([0.0, 1.0, 2.0])}
-    with np.errstate(all="ignore"), pytest.raises(optim.NonFiniteError) as info:
+    with np.errstate(all="ignore"), pytest.raises(optim.NonFiniteStepError) as info:
         optim.minimize(loss, params, data, optim.adam(0.01), steps=10, progress=False)
     err = info.value
     assert err.step == 2 and err.source == "gradient" and err.path == "params['W1']" and math.isfinite(err.value)
-    assert "the gradient of params['W1'] at step 2" in str(err) and "1 NaN of 3 entries" in str(err)
+    assert "the gradient of params['W1'] became non-finite at step 2" in str(err) and "1 NaN of 3 entries" in str(err)
     assert err.params is not None and err.state.count == 1
     # at the very first step there are no good params yet
-    with np.errstate(all="ignore"), pytest.raises(optim.NonFiniteError) as info:
+    with np.errstate(all="ignore"), pytest.raises(optim.NonFiniteStepError) as info:
         optim.minimize(
             lambda p: np.sum(np.sqrt(p[1])) + np.sum(p[0]), [np.ones(2), np.array([0.0, 1.0])], None, optim.sgd(0.1), 5
         )
@@ -453,11 +454,12 @@ def test_nan_gradient_names_the_leaf() -> None:
 
 def test_nonfinite_update_is_reported() -> None:
     lr = lambda k: np.nan if k == 1 else 0.1
-    with pytest.raises(optim.NonFiniteError) as info:
+    with pytest.raises(optim.NonFiniteStepError) as info:
         optim.minimize(lambda p: (p.u - 1.0) ** 2 + p.v**2, Pair(0.0, 1.0), None, optim.sgd(lr), 5, progress=False)
     err = info.value
     assert err.step == 1 and err.source == "update" and err.path == "params.u"
     assert err.params.u == pytest.approx(0.2) and math.isnan(err.failed_params.u)
+    assert "the optimizer's update made params.u non-finite at step 1" in str(err) and err.sweep == "update"
 
 
 class FakeTerminal(io.StringIO):
