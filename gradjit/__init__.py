@@ -22,6 +22,8 @@ from __future__ import annotations
 from . import numpy_api as _numpy_api  # noqa: F401  (installs Tracer's NumPy surface)
 from .api import elementwise_grad, grad, make_wengert, stop_gradient, value_and_grad, vjp
 from .checks import check_grads
+from .config import config
+from .debug import NonFiniteError, debug_nans, set_debug_nans
 from .errors import (
     ArgnumsError,
     EscapedTracerError,
@@ -45,4 +47,5 @@ __all__ = [
     "PrimitiveFunction", "Primitive", "Tracer", "Wengert", "ZERO", "tree_map",
     "GradjitError", "TracerConversionError", "NonScalarOutputError", "NonDifferentiableInputError",
     "NoVJPError", "UnsupportedOperationError", "ArgnumsError", "EscapedTracerError",
+    "config", "debug_nans", "set_debug_nans", "NonFiniteError",
 ]  # fmt: skip

@@ -204,7 +204,7 @@ def value_and_grad(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> 
             out, aux = out
         var = _scalar_output(out, trace, f, op)
         value = _unwrap(out, trace)
-        ct = {} if var is None else backward(trace.eqns, {var.index: np.ones((), dtype=var.dtype)})
+        ct = {} if var is None else backward(trace.eqns, {var.index: np.ones((), dtype=var.dtype)}, trace.level)
         grads = _input_grads(traced, ct, single)
         if has_aux:
             return (value, _unwrap_tree(aux, trace)), grads
@@ -252,7 +252,7 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
                     raise ValueError(f"{op}: cotangent of shape {np.shape(c)} for an output of shape {o.shape}")
                 i = o._var.index
                 seeds[i] = c if i not in seeds else seeds[i] + c
-        ct = backward(trace.eqns, seeds) if seeds else {}
+        ct = backward(trace.eqns, seeds, trace.level) if seeds else {}
         return _input_grads(traced, ct, single=False)
 
     value = pytree.unflatten(out_def, [_unwrap(o, trace) for o in out_leaves])
@@ -271,7 +271,7 @@ def elementwise_grad(f: Callable, argnums: Argnums = 0) -> Callable:
         traced = _run_traced(f, args, kwargs, nums, op, strict=True)
         out = traced.out
         if type(out) is Tracer and out._trace is traced.trace and out.dtype.kind == "f":
-            ct = backward(traced.trace.eqns, {out._var.index: np.ones(out.shape, dtype=out.dtype)})
+            ct = backward(traced.trace.eqns, {out._var.index: np.ones(out.shape, dtype=out.dtype)}, traced.trace.level)
         else:
             ct = {}
         return _input_grads(traced, ct, single)

@@ -7,6 +7,11 @@ recorded in the trace; when those values are tracers of an outer trace, every op
 perform is recorded there, so the reverse sweep is itself a Wengert list and can be differentiated
 again (``grad(grad(f))``).
 
+While it runs, the walker sets ``tracing._PHASE`` to the level of the trace it sweeps, so the
+equations its rules emit into outer traces are stamped as that sweep's (restored on exit, so sweeps
+started inside rules nest). In debug mode (``gradjit.debug_nans``) it also checks every cotangent
+for NaN/Inf; with debug mode off that costs one test of a local per equation.
+
 Invariant: the cotangent stored for a variable always has that variable's shape and dtype.
 """
 
@@ -16,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from . import debug as _debug
+from . import tracing as _tracing
 from .errors import NoVJPError
 from .primitives import astype_p, broadcast_to_p, reduce_sum_p, reshape_p
 from .tracing import ZERO, Tracer
@@ -63,17 +70,35 @@ def _no_vjp(eqn: Eqn, argnum: int) -> NoVJPError:
     return NoVJPError(name, f"no VJP for '{name}' with respect to argument {argnum}", advice, where=eqn.where)
 
 
-def backward(eqns: list[Eqn], seeds: dict[int, Any]) -> dict[int, Any]:
+def backward(eqns: list[Eqn], seeds: dict[int, Any], level: int | None = None) -> dict[int, Any]:
     """Propagate cotangents from ``seeds`` (var index -> cotangent) back through ``eqns``.
 
+    ``level`` is that of the trace ``eqns`` were recorded in (default: one above the active traces,
+    which it is when the sweep directly follows its trace); it stamps the emitted equations' phase.
     Returns the cotangents of every variable that received one (inputs included).
     """
+    prev_phase = _tracing._PHASE
+    _tracing._PHASE = len(_tracing._STACK) + 1 if level is None else level
+    debug = _tracing._DEBUG is not None
+    if debug:
+        token = _debug.begin_sweep(seeds)
+    try:
+        return _walk(eqns, seeds, debug)
+    finally:
+        _tracing._PHASE = prev_phase
+        if debug:
+            _debug.end_sweep(token)
+
+
+def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]:
     ct = dict(seeds)
     pop, get = ct.pop, ct.get
     for eqn in reversed(eqns):
         g = pop(eqn.out.index, None)
         if g is None:
             continue
+        if debug:
+            _debug.enter_rule(eqn)
         ins = eqn.ins
         prim = eqn.prim
         params = eqn.params
@@ -109,9 +134,13 @@ def backward(eqns: list[Eqn], seeds: dict[int, Any]) -> dict[int, Any]:
                 c = unbroadcast(c, a.shape)
             if cd is not dt and cd != dt:
                 c = astype_p(c, dtype=dt)
+            if debug:
+                _debug.check_cotangent(eqn, i, c, args)
             idx = a.index
             prev = get(idx)
             ct[idx] = c if prev is None else prev + c
+            if debug and prev is not None:
+                _debug.check_sum(eqn, a, ct[idx])
     return ct
 
 

@@ -18,6 +18,8 @@ Invariants
 - Values are computed eagerly, so Python control flow sees real numbers; each conversion of a
   traced value to a Python value (``bool``, ``int``, ``index``) is recorded as a ``Guard``.
 - Conversions that would silently drop a gradient (``float``, ``.item()``, ``__array__``) raise.
+- Every equation is stamped with the reverse sweep that emitted it (``Eqn.phase``: the level of the
+  trace ``reverse.backward`` was sweeping, 0 for forward code); an annotation, not structure.
 
 The NumPy-facing surface of ``Tracer`` (operators, methods, ``__array_ufunc__``,
 ``__array_function__``) is attached by ``numpy_api`` at import, by registration.
@@ -77,6 +79,15 @@ OVERRIDES: dict[Primitive, Primitive] = {}
 
 # Active traces, innermost last.
 _STACK: list[Trace] = []
+
+# The reverse sweep now running: the level of the trace whose ``reverse.backward`` is executing, 0
+# for none. ``Trace.emit`` stamps it on every equation (one global read), so a Wengert list can tell
+# the forward equations from those a (possibly nested) ``grad`` emitted while sweeping backwards.
+_PHASE = 0
+
+# Debug mode (``gradjit.debug``): a hook ``_DEBUG(trace, eqn)`` called on every emitted equation, or
+# None when debug mode is off (one global read per equation; the hook walks the stack, so only then).
+_DEBUG: Callable[[Trace, Eqn], None] | None = None
 
 
 def is_float_dtype(dtype: np.dtype) -> bool:
@@ -143,14 +154,19 @@ class Trace:
             shape, dtype = out.shape, out.dtype
         var = Var(self.n, shape, dtype, out)
         self.n += 1
-        self.eqns.append(Eqn(prim, ins, var, params))
+        eqn = Eqn(prim, ins, var, params, _PHASE)
+        self.eqns.append(eqn)
+        if _DEBUG is not None:
+            _DEBUG(self, eqn)
         return Tracer(out, self, var)
 
     def guard(self, kind: str, var: Var, observed: Any) -> None:
         self.guards.append(Guard(kind, var, observed, len(self.eqns)))
 
     def to_wengert(self, outputs: list[Any], out_tree: Any = None) -> Wengert:
-        return Wengert(list(self.inputs), list(self.consts), list(self.eqns), outputs, list(self.guards), out_tree)
+        return Wengert(
+            list(self.inputs), list(self.consts), list(self.eqns), outputs, list(self.guards), out_tree, self.level
+        )
 
 
 def _dtype_of(value: Any) -> np.dtype:

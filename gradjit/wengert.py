@@ -19,6 +19,13 @@ Invariants
   on same-shaped data give equal lists; this is the cache key for compiled sweeps.
 - Records hold runtime values (``value``) only so that the reverse sweep and executors can find
   them; values never take part in equality, hashing or printing of the structure.
+- Equations carry two annotations that are not structure either: ``phase`` (which reverse sweep
+  emitted them; it follows from the program and the transforms applied, and two lists that compute
+  the same thing must share a cache key however they were produced) and ``where`` (the user's
+  source line, recorded in debug mode and where errors need it).
+
+Printing: ``str()`` gives one equation a line, with a marker line where the sweep changes;
+``_repr_html_`` (a table, for notebooks), ``to_dot()`` and ``render()`` live in ``gradjit.display``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Var", "Const", "Lit", "Eqn", "Guard", "Wengert", "Atom"]
+__all__ = ["Var", "Const", "Lit", "Eqn", "Guard", "Wengert", "Atom", "sweep_label"]
 
 _DTYPE_SHORT = {
     "float64": "f64",
@@ -142,16 +149,23 @@ def _param_str(v: Any) -> str:
 
 
 class Eqn:
-    """``out = prim(*ins, **params)``."""
+    """``out = prim(*ins, **params)``.
 
-    __slots__ = ("prim", "ins", "out", "params", "where")
+    ``phase`` is the level of the trace whose reverse sweep emitted the equation (0: forward code);
+    ``Wengert.sweep_depth`` turns it into a depth relative to the list. ``origin`` (set only in debug
+    mode, so read it with ``getattr(eqn, "origin", None)``) is the forward equation whose VJP rule
+    emitted this one.
+    """
 
-    def __init__(self, prim: Any, ins: tuple, out: Var, params: dict):
+    __slots__ = ("prim", "ins", "out", "params", "where", "phase", "origin")
+
+    def __init__(self, prim: Any, ins: tuple, out: Var, params: dict, phase: int = 0):
         self.prim = prim
         self.ins = ins
         self.out = out
         self.params = params
         self.where: str | None = None  # the user's source line, recorded only where errors need it
+        self.phase = phase
 
     def key(self) -> tuple:
         return (
@@ -191,6 +205,17 @@ class Guard:
         return f"guard {self.kind}({self.var!r}) == {self.observed!r}"
 
 
+def sweep_label(depth: int, max_depth: int) -> str:
+    """How printing names the sweep an equation belongs to (``depth`` as in ``Wengert.sweep_depth``)."""
+    if depth == 0:
+        return "forward"
+    if max_depth == 1:
+        return "reverse sweep of grad"
+    if max_depth == 2:
+        return "reverse sweep of the outer grad" if depth == 1 else "reverse sweep of the inner grad"
+    return f"reverse sweep of grad #{depth} (#1 is the outermost)"
+
+
 class Wengert:
     """A traced program. Build one with ``gradjit.make_wengert(f)(*args)``."""
 
@@ -202,6 +227,7 @@ class Wengert:
         outputs: list[Any],
         guards: list[Guard],
         out_tree: Any = None,
+        level: int = 0,
     ):
         self.inputs = inputs
         self.consts = consts
@@ -209,6 +235,16 @@ class Wengert:
         self.outputs = outputs  # Var, Const, Lit, or None for a non-array output leaf
         self.guards = guards
         self.out_tree = out_tree
+        self.level = level  # the level of the trace that recorded it (phases are relative to it)
+
+    # -- sweeps ----------------------------------------------------------------------------
+    def sweep_depth(self, eqn: Eqn) -> int:
+        """0 for forward code; d >= 1 for the reverse sweep of the d-th nested ``grad`` (1: outermost)."""
+        d = eqn.phase - self.level
+        return d if d > 0 else 0
+
+    def max_sweep_depth(self) -> int:
+        return max((self.sweep_depth(e) for e in self.eqns), default=0)
 
     # -- structure -------------------------------------------------------------------------
     def _key(self) -> tuple:
@@ -264,10 +300,16 @@ class Wengert:
             out.append("consts: " + " ".join(decl(c) for c in self.consts))
         guards = sorted(self.guards, key=lambda g: g.position)
         gi = 0
+        depth, max_depth = 0, self.max_sweep_depth()
         for i, e in enumerate(self.eqns):
             while gi < len(guards) and guards[gi].position <= i:
                 out.append(f"  {guards[gi]}")
                 gi += 1
+            if max_depth:
+                d = self.sweep_depth(e)
+                if d != depth:
+                    out.append(f"  -- {sweep_label(d, max_depth)} --")
+                    depth = d
             out.append(f"  {e}")
         out.extend(f"  {g}" for g in guards[gi:])
         out.append("outputs: " + " ".join(repr(a) for a in self.outputs))
@@ -281,3 +323,27 @@ class Wengert:
 
     def __len__(self) -> int:
         return len(self.eqns)
+
+    # -- notebook and graph views (gradjit.display) ----------------------------------------
+    def _repr_html_(self) -> str:
+        from .display import to_html
+
+        return to_html(self)
+
+    def to_html(self, max_rows: int | None = 500) -> str:
+        """An HTML table: one row per equation, with types, guards, sweeps, inputs and outputs."""
+        from .display import to_html
+
+        return to_html(self, max_rows=max_rows)
+
+    def to_dot(self) -> str:
+        """Graphviz DOT source: a node per input, constant and equation, an edge per use."""
+        from .display import to_dot
+
+        return to_dot(self)
+
+    def render(self, path: str | None = None, format: str = "svg") -> Any:
+        """The graph drawn by Graphviz's ``dot`` program (shown inline in a notebook); see ``display.render``."""
+        from .display import render
+
+        return render(self, path=path, format=format)

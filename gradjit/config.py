@@ -1,0 +1,43 @@
+"""Global settings: ``gradjit.config``.
+
+    gj.config.debug_nans = True      # same as gj.set_debug_nans(True); scoped: `with gj.debug_nans():`
+
+Settings are properties that switch the machinery they name (nothing polls this object on a hot
+path). Environment variables give their initial values when gradjit is imported:
+
+- ``GRADJIT_DEBUG_NANS=1``: start with NaN/Inf debugging on (see ``gradjit.debug``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import debug
+
+__all__ = ["Config", "config"]
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+class Config:
+    """gradjit's settings; use the instance ``gradjit.config``."""
+
+    __slots__ = ()
+
+    @property
+    def debug_nans(self) -> bool:
+        """Stop at the first traced operation (or gradient) whose result is NaN or Inf."""
+        return debug.debug_nans_enabled()
+
+    @debug_nans.setter
+    def debug_nans(self, enabled: bool) -> None:
+        debug.set_debug_nans(bool(enabled))
+
+    def __repr__(self) -> str:
+        return f"gradjit.config(debug_nans={self.debug_nans})"
+
+
+config = Config()
+
+if os.environ.get("GRADJIT_DEBUG_NANS", "").strip().lower() in _TRUE:
+    config.debug_nans = True
