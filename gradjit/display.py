@@ -60,11 +60,11 @@ _STYLE = (
 )
 
 
-def _row(cells: list[str], ncols: int, color: str = "", title: str = "") -> str:
+def _row(cells: list[str], ncols: int, color: str = "", title: str = "", cls: str = "gj-eqn") -> str:
     style = f' style="background:{color}"' if color else ""
     tip = f' title="{html.escape(title)}"' if title else ""
     tds = "".join(f"<td>{c}</td>" for c in cells) + "<td></td>" * (ncols - len(cells))
-    return f'<tr class="gj-eqn"{style}{tip}>{tds}</tr>'
+    return f'<tr class="{cls}"{style}{tip}>{tds}</tr>'
 
 
 def _span_row(text: str, ncols: int, color: str = "", cls: str = "gj-note") -> str:
@@ -91,9 +91,13 @@ def to_html(w: Wengert, max_rows: int | None = 500) -> str:
     )
     rows: list[str] = []
     for k, v in enumerate(w.inputs):
-        rows.append(_row(["", e(repr(v)), e(aval_str(v.shape, v.dtype)), f"input {k}"], ncols, _INPUT_COLOR))
+        rows.append(
+            _row(["", e(repr(v)), e(aval_str(v.shape, v.dtype)), f"input {k}"], ncols, _INPUT_COLOR, cls="gj-input")
+        )
     for c in w.consts:
-        rows.append(_row(["", e(repr(c)), e(aval_str(c.shape, c.dtype)), "constant"], ncols, _CONST_COLOR))
+        rows.append(
+            _row(["", e(repr(c)), e(aval_str(c.shape, c.dtype)), "constant"], ncols, _CONST_COLOR, cls="gj-const")
+        )
     guards = sorted(w.guards, key=lambda g: g.position)
     gi, depth = 0, 0
     shown = w.eqns if max_rows is None else w.eqns[:max_rows]
