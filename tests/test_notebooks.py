@@ -90,12 +90,13 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 class Executed:
-    """An executed notebook: its cells' text output, stderr, and how many images it displayed."""
+    """An executed notebook: its cells' text output, stderr, and how many images and tables it displayed."""
 
     def __init__(self, nb: dict):
         self.text = ""
         self.stderr = ""
         self.images = 0
+        self.html_tables = 0
         for cell in nb["cells"]:
             for out in cell.get("outputs", []):
                 if out["output_type"] == "stream":
@@ -106,6 +107,7 @@ class Executed:
                 elif out["output_type"] in ("execute_result", "display_data"):
                     self.text += out["data"].get("text/plain", "") + "\n"
                     self.images += "image/png" in out["data"]
+                    self.html_tables += "<table" in out["data"].get("text/html", "")
 
     def numbers_after(self, label: str) -> list[float]:
         """Every number printed right after ``label`` (a literal prefix)."""
@@ -170,6 +172,9 @@ def test_notebook_01_talk_examples(run_notebook) -> None:
     assert "f_rec: f(3, 2) = 81.0, df/da = 108.0" in out.text
     assert "same Wengert list for the loop and the recursion: True" in out.text
     assert "guard bool(v3) == True" in out.text  # the `if` is recorded
+    assert "-- reverse sweep of grad --" in out.text  # the gradient's own list: forward, then reverse
+    assert out.html_tables >= 1, "the Wengert list did not display itself as a table"
+    assert 'digraph "wengert" {' in out.text
     assert "check_grads passed" in out.text
     # floor: the zero gradient, then the straight-through one (3 a^2 at a = eye(3)).
     assert "[[0. 0. 0.]\n [0. 0. 0.]\n [0. 0. 0.]]" in out.text
