@@ -11,6 +11,10 @@ order) and the Wengert list shows it. Three levels, as in the talk:
     # 2. layers:            h = nn.tanh(nn.linear(params[0], x)); loss = nn.cross_entropy(out, y)
     # 3. a whole model:     fn, params = nn.mlp([64, 32, 10]); loss = nn.nll(fn(params, x), y)
 
+Layers with parameters take them first: ``nn.conv2d(params, x, stride, padding)`` is the layer
+(``params = {"W", "b"}``), ``nn.ops.conv2d(x, w, b, stride, padding)`` the bare operation in
+``torch.nn.functional`` style. Pooling, activations and losses have no parameters.
+
 Modules: ``ops`` (``conv2d``, ``max_pool2d``, ``avg_pool2d``: primitives with Numba kernels, imported
 lazily on first use), ``functional`` (activations, losses, ``one_hot``, ``dropout``), ``layers``
 (parametrized layers and their ``init_*``), ``init`` (initializers and the random-key convention:
