@@ -19,6 +19,7 @@ primitives; ``registry`` lets users add and override gradients; executors live i
 
 from __future__ import annotations
 
+from . import nn, optim  # gj.nn, gj.optim; Numba and tqdm load lazily, on first use
 from . import numpy_api as _numpy_api  # noqa: F401  (installs Tracer's NumPy surface)
 from .api import elementwise_grad, grad, make_wengert, stop_gradient, value_and_grad, vjp
 from .checks import check_grads
@@ -47,5 +48,5 @@ __all__ = [
     "PrimitiveFunction", "Primitive", "Tracer", "Wengert", "ZERO", "tree_map",
     "GradjitError", "TracerConversionError", "NonScalarOutputError", "NonDifferentiableInputError",
     "NoVJPError", "UnsupportedOperationError", "ArgnumsError", "EscapedTracerError",
-    "config", "debug_nans", "set_debug_nans", "NonFiniteError",
+    "config", "debug_nans", "set_debug_nans", "NonFiniteError", "nn", "optim",
 ]  # fmt: skip
