@@ -27,6 +27,7 @@ import numpy as np
 from . import pytree
 from .errors import ArgnumsError, NonDifferentiableInputError, NonScalarOutputError
 from .primitives import stop_gradient_p
+from .pytree import like_leaf
 from .reverse import backward, zeros_cotangent
 from .tracing import Trace, Tracer, new_trace
 from .wengert import Lit, Wengert
@@ -134,20 +135,6 @@ def _unwrap_tree(tree: Any, trace: Trace) -> Any:
     return pytree.tree_map(lambda x: _unwrap(x, trace), tree)
 
 
-def _restore(g: Any, leaf: Any) -> Any:
-    """Give a gradient the Python type and dtype of the leaf it belongs to."""
-    if type(g) is Tracer:
-        return g
-    if type(leaf) is float:
-        return float(g)
-    if isinstance(leaf, np.ndarray):
-        g = np.asarray(g)
-        return g if g.dtype == leaf.dtype else g.astype(leaf.dtype)
-    if isinstance(leaf, np.generic):
-        return leaf.dtype.type(g)
-    return g
-
-
 def _input_grads(traced: _Traced, ct: dict[int, Any], single: bool) -> Any:
     grads = []
     for pairs, td in zip(traced.in_leaves, traced.in_defs):
@@ -157,7 +144,7 @@ def _input_grads(traced: _Traced, ct: dict[int, Any], single: bool) -> Any:
                 leaves.append(None)
                 continue
             g = ct.get(var.index)
-            leaves.append(_restore(zeros_cotangent(var) if g is None else g, leaf))
+            leaves.append(like_leaf(zeros_cotangent(var) if g is None else g, leaf))
         grads.append(pytree.unflatten(td, leaves) if td.kind != "leaf" else leaves[0])
     return grads[0] if single else tuple(grads)
 

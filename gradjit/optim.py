@@ -41,7 +41,7 @@ import numpy as np
 
 from .api import value_and_grad
 from .debug import NonFiniteError
-from .pytree import TreeDef, flatten, unflatten
+from .pytree import TreeDef, flatten, like_leaf, unflatten
 from .tracing import Tracer
 
 __all__ = [
@@ -133,20 +133,6 @@ def _filled_tree(params: Any, value: float) -> Any:
     return unflatten(td, [_filled(p, value) for p in leaves])
 
 
-def _fit(v: Any, p: Any) -> Any:
-    """``v`` in the Python type and dtype of leaf ``p``; traced values pass through as they are."""
-    if isinstance(v, Tracer) or isinstance(p, Tracer):
-        return v
-    if type(p) is float:
-        return float(v)
-    if isinstance(p, np.ndarray):
-        v = np.asarray(v)
-        return v if v.dtype == p.dtype else v.astype(p.dtype)
-    if isinstance(p, np.generic):
-        return p.dtype.type(v)
-    return v
-
-
 def _lr_at(lr: LearningRate, count: int) -> Any:
     """The learning rate of update number ``count``; a Python float unless it is traced."""
     v = lr(count) if callable(lr) else lr
@@ -182,10 +168,10 @@ def _apply(op: str, fn: Callable, params: Any, grads: Any, slots: tuple) -> tupl
         if g is None or not _is_float(p):
             continue
         out = fn(p, g, *[None if sl is None else sl[i] for sl in slot_leaves])
-        new_p[i] = _fit(out[0], p)
+        new_p[i] = like_leaf(out[0], p)
         for k, v in enumerate(out[1:]):
             if new_s[k] is not None:
-                new_s[k][i] = _fit(v, p)
+                new_s[k][i] = like_leaf(v, p)
     return unflatten(pd, new_p), tuple(None if s is None else unflatten(pd, s) for s in new_s)
 
 
@@ -377,7 +363,7 @@ def _unravel(vec: np.ndarray, leaves: list, idx: list[int]) -> list:
     for i in idx:
         p = leaves[i]
         n = int(np.size(p))
-        new[i] = _fit(vec[off : off + n].reshape(np.shape(p)), p)
+        new[i] = like_leaf(vec[off : off + n].reshape(np.shape(p)), p)
         off += n
     return new
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["flatten", "unflatten", "tree_map", "TreeDef"]
+import numpy as np
+
+__all__ = ["flatten", "unflatten", "tree_map", "like_leaf", "TreeDef"]
 
 
 class TreeDef:
@@ -94,3 +96,23 @@ def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     leaves, td = flatten(tree)
     others = [flatten(r)[0] for r in rest]
     return unflatten(td, [fn(*xs) for xs in zip(leaves, *others)])
+
+
+def like_leaf(value: Any, leaf: Any) -> Any:
+    """``value`` in the Python type and dtype of ``leaf`` (a gradient or an update for that leaf).
+
+    A ``float`` leaf gets a ``float``, an array leaf an array of its dtype, a NumPy scalar leaf a scalar
+    of its type. Traced values (of either) pass through unchanged: their type is the tracer's.
+    """
+    from .tracing import Tracer
+
+    if type(value) is Tracer or type(leaf) is Tracer:
+        return value
+    if type(leaf) is float:
+        return float(value)
+    if isinstance(leaf, np.ndarray):
+        value = np.asarray(value)
+        return value if value.dtype == leaf.dtype else value.astype(leaf.dtype)
+    if isinstance(leaf, np.generic):
+        return leaf.dtype.type(value)
+    return value
