@@ -27,7 +27,7 @@ import numpy as np
 from . import pytree
 from .errors import ArgnumsError, NonDifferentiableInputError, NonScalarOutputError
 from .primitives import stop_gradient_p
-from .pytree import like_leaf
+from .pytree import is_float_leaf, like_leaf
 from .reverse import backward, zeros_cotangent
 from .tracing import Trace, Tracer, new_trace
 from .wengert import Lit, Wengert
@@ -62,15 +62,8 @@ def _normalize_argnums(argnums: Argnums | None, nargs: int, op: str) -> tuple[tu
     return nums, single
 
 
-def _is_float_leaf(x: Any) -> bool:
-    if type(x) is float:
-        return True
-    dt = getattr(x, "dtype", None)
-    return dt is not None and dt.kind == "f" and isinstance(x, (np.ndarray, np.generic, Tracer))
-
-
 def _check_top_leaf(x: Any, op: str, argnum: int) -> None:
-    if _is_float_leaf(x):
+    if is_float_leaf(x):
         return
     dt = getattr(x, "dtype", None)
     if isinstance(x, (bool, int, np.integer, np.bool_)) or (dt is not None and dt.kind in "iub"):
@@ -109,7 +102,7 @@ def _run_traced(f: Callable, args: tuple, kwargs: dict, argnums: tuple[int, ...]
                 _check_top_leaf(leaves[0], op, n)
             pairs, new = [], []
             for leaf in leaves:
-                if _is_float_leaf(leaf):
+                if is_float_leaf(leaf):
                     t = trace.new_input(leaf)
                     pairs.append((leaf, t._var))
                     new.append(t)

@@ -15,17 +15,14 @@ import numpy as np
 
 from . import pytree
 from .api import vjp
+from .pytree import is_float_leaf
 
 __all__ = ["check_grads"]
 
 
 def _float_leaves(tree: Any) -> list[tuple[int, Any]]:
     leaves, _ = pytree.flatten(tree)
-    return [(i, x) for i, x in enumerate(leaves) if _is_float(x)]
-
-
-def _is_float(x: Any) -> bool:
-    return type(x) is float or (isinstance(x, (np.ndarray, np.generic)) and x.dtype.kind == "f")
+    return [(i, x) for i, x in enumerate(leaves) if is_float_leaf(x)]
 
 
 def _random_like(x: Any, rng: np.random.Generator) -> Any:
@@ -78,7 +75,7 @@ def _check_rev(f: Callable, args: tuple, order: int, eps: float, rtol: float, at
     for (i, o), ui in zip(out_floats, u):
         ct_leaves[i] = ui if isinstance(o, np.ndarray) else type(o)(ui)
     for i, leaf in enumerate(ct_leaves):
-        if not _is_float(leaf) and not isinstance(leaf, np.ndarray):
+        if not is_float_leaf(leaf) and not isinstance(leaf, np.ndarray):
             ct_leaves[i] = leaf
     cotangent = pytree.unflatten(out_def, ct_leaves)
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["flatten", "unflatten", "tree_map", "like_leaf", "TreeDef"]
+from .tracing import Tracer
+
+__all__ = ["flatten", "unflatten", "tree_map", "like_leaf", "is_float_leaf", "TreeDef"]
 
 
 class TreeDef:
@@ -104,8 +106,6 @@ def like_leaf(value: Any, leaf: Any) -> Any:
     A ``float`` leaf gets a ``float``, an array leaf an array of its dtype, a NumPy scalar leaf a scalar
     of its type. Traced values (of either) pass through unchanged: their type is the tracer's.
     """
-    from .tracing import Tracer
-
     if type(value) is Tracer or type(leaf) is Tracer:
         return value
     if type(leaf) is float:
@@ -116,3 +116,11 @@ def like_leaf(value: Any, leaf: Any) -> Any:
     if isinstance(leaf, np.generic):
         return leaf.dtype.type(value)
     return value
+
+
+def is_float_leaf(x: Any) -> bool:
+    """A differentiable leaf: a Python ``float``, or a float NumPy array, scalar or traced value."""
+    if type(x) is float:
+        return True
+    dt = getattr(x, "dtype", None)
+    return dt is not None and dt.kind == "f" and isinstance(x, (np.ndarray, np.generic, Tracer))
