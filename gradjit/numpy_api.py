@@ -19,7 +19,6 @@ Invariants
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable
 from typing import Any
 
@@ -239,11 +238,6 @@ def _guard_count(nz: Tracer) -> None:
         t = t._value
 
 
-@implements(np.isnan)
-def isnan(x: Any) -> Any:
-    return P("isnan")(x)
-
-
 # ---------------------------------------------------------------------------------------------
 # Reductions
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +246,7 @@ def _reduce(prim: Any, op: str, x: Any, axis: Any, keepdims: bool, where: Any = 
     if where is not True:
         x = select_p(where, x, fill)
     if not axes:
-        return x if not keepdims else x
+        return x
     return prim(x, axis=axes, keepdims=bool(keepdims))
 
 
@@ -753,7 +747,7 @@ def _honour_overrides(np_fn: Callable, method: Callable) -> Callable:
     return wrapped
 
 
-__all__ = ["HANDLED", "implements", "builtins"]
+__all__ = ["HANDLED", "FUNCTION_OVERRIDES", "implements"]
 
 # The rest of the NumPy surface registers itself on import.
 from . import numpy_gather, numpy_linalg, numpy_shape  # noqa: E402,F401

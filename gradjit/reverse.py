@@ -34,11 +34,6 @@ def _shape(x: Any) -> tuple[int, ...]:
     return s if s is not None else np.shape(x)
 
 
-def _dtype(x: Any) -> np.dtype:
-    d = getattr(x, "dtype", None)
-    return d if d is not None else np.result_type(x)
-
-
 def unbroadcast(c: Any, shape: tuple[int, ...]) -> Any:
     """Sum ``c`` over the axes that broadcasting added or stretched, to get ``shape`` back."""
     cshape = _shape(c)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .primitives import P, build_index, getitem_p, index_add_p, index_set_p
+from .primitives import P, getitem_p, index_add_p, index_set_p
 from .tracing import ZERO, Primitive
 
 LN2 = float(np.log(2.0))
@@ -333,5 +333,4 @@ defvjp(P("slogdet_sign"), ZERO)
 defvjp_all(P("solve"), _solve_vjp_all)
 defvjp(P("cholesky"), _cholesky_vjp)
 
-# Keep build_index importable from here for rule authors who index by tree.
-__all__ = ["defvjp", "defvjp_all", "build_index"]
+__all__ = ["defvjp", "defvjp_all"]

@@ -35,7 +35,7 @@ import numpy as np
 from .errors import EscapedTracerError, TracerConversionError
 from .wengert import Const, Eqn, Guard, Lit, Var, Wengert
 
-__all__ = ["Primitive", "Trace", "Tracer", "bind", "new_trace", "ZERO", "is_float_dtype"]
+__all__ = ["Primitive", "Trace", "Tracer", "bind", "new_trace", "ZERO"]
 
 
 class _Zero:
@@ -90,10 +90,6 @@ _PHASE = 0
 _DEBUG: Callable[[Trace, Eqn], None] | None = None
 
 
-def is_float_dtype(dtype: np.dtype) -> bool:
-    return dtype.kind == "f"
-
-
 class Trace:
     """One level of recording: an in-progress Wengert list."""
 
@@ -134,17 +130,6 @@ class Trace:
             self.consts.append(c)
             self._const_ids[id(value)] = c
         return c
-
-    def atom(self, a: Any) -> Any:
-        if type(a) is Tracer and a._trace is self:
-            return a._var
-        if type(a) in (float, int, bool):
-            return Lit(a)
-        return self.const(a)
-
-    def record(self, prim: Primitive, args: tuple, params: dict, out: Any) -> Tracer:
-        """Append ``out = prim(*args)`` whose value ``out`` was computed by the caller."""
-        return self.emit(prim, tuple([self.atom(a) for a in args]), params, out)
 
     def emit(self, prim: Primitive, ins: tuple, params: dict, out: Any) -> Tracer:
         try:
@@ -356,7 +341,3 @@ def _concrete(x: Any) -> Any:
 
 def concrete(x: Any) -> Any:
     return _concrete(x)
-
-
-def current_level() -> int:
-    return len(_STACK)

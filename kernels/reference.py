@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gradjit.wengert import Const, Lit, Var, Wengert
+from gradjit.wengert import Lit, Wengert
 
 
 class GuardFailure(RuntimeError):
@@ -33,7 +33,7 @@ _CONVERT = {
 }
 
 
-def _check_guards(wl: Wengert, env: dict[int, Any], position: int, guards: list) -> None:
+def _check_guards(env: dict[int, Any], position: int, guards: list) -> None:
     for g in guards:
         if g.position != position:
             continue
@@ -65,10 +65,10 @@ class ReferenceExecutor:
         guards = list(wl.guards)
         for i, eqn in enumerate(wl.eqns):
             if guards:
-                _check_guards(wl, env, i, guards)
+                _check_guards(env, i, guards)
             env[eqn.out.index] = eqn.prim.impl(*[read(a) for a in eqn.ins], **eqn.params)
         if guards:
-            _check_guards(wl, env, len(wl.eqns), guards)
+            _check_guards(env, len(wl.eqns), guards)
         return [None if a is None else read(a) for a in wl.outputs]
 
 
@@ -76,4 +76,4 @@ def run(wl: Wengert, *inputs: Any) -> list[Any]:
     return ReferenceExecutor().run(wl, inputs)
 
 
-__all__ = ["ReferenceExecutor", "GuardFailure", "run", "Var", "Const"]
+__all__ = ["ReferenceExecutor", "GuardFailure", "run"]
