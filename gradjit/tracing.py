@@ -54,17 +54,21 @@ class Primitive:
     ``impl`` computes it on concrete NumPy values. ``vjps`` holds one reverse rule per positional
     argument, ``rule(g, ans, *args, **params) -> contribution`` (``ZERO`` for none, ``None`` for
     not differentiable: an error if reached); ``vjp_all(g, ans, *args, **params) -> tuple`` is an
-    alternative joint rule. ``jvp`` is reserved for forward mode.
+    alternative joint rule. Forward mode mirrors it: ``jvps`` holds one rule per positional argument,
+    ``rule(t, ans, *args, **params) -> contribution`` (``t`` the tangent of that argument), and
+    ``jvp_all(ts, ans, *args, **params) -> tangent`` is a joint rule (``ts[i]`` is None for an argument
+    without a tangent).
     """
 
-    __slots__ = ("name", "impl", "vjps", "vjp_all", "jvp", "kind", "__weakref__")
+    __slots__ = ("name", "impl", "vjps", "vjp_all", "jvps", "jvp_all", "kind", "__weakref__")
 
     def __init__(self, name: str, impl: Callable[..., Any], kind: str = "opaque"):
         self.name = name
         self.impl = impl
         self.vjps: tuple = ()
         self.vjp_all: Callable[..., tuple] | None = None
-        self.jvp: Callable[..., Any] | None = None
+        self.jvps: tuple = ()
+        self.jvp_all: Callable[..., Any] | None = None
         self.kind = kind
 
     def __call__(self, *args: Any, **params: Any) -> Any:
