@@ -35,6 +35,7 @@ from .errors import (
     TracerConversionError,
     UnsupportedOperationError,
 )
+from .jacobians import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vhp
 from .pytree import tree_map
 from .registry import PrimitiveFunction, custom_vjp, defvjp, gradients, primitive, register_module
 from .tracing import ZERO, Primitive, Tracer
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "elementwise_grad", "make_wengert", "stop_gradient",
+    "jvp", "linearize", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "vhp",
     "check_grads", "primitive", "custom_vjp", "defvjp", "gradients", "register_module",
     "PrimitiveFunction", "Primitive", "Tracer", "Wengert", "ZERO", "tree_map",
     "GradjitError", "TracerConversionError", "NonScalarOutputError", "NonDifferentiableInputError",

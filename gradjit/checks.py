@@ -1,9 +1,11 @@
 """``check_grads``: derivatives against central finite differences, recursively to any order.
 
 For order 1 it draws a random direction ``v`` for the inputs and a random cotangent ``u`` for the
-output and compares ``<u, J v>`` from the VJP with ``<u, (f(x + eps v) - f(x - eps v)) / 2 eps>``.
-For order k it checks the function ``x -> vjp(f, x)(u)`` to order k - 1, so second order exercises
-the reverse sweep of the reverse sweep.
+output and compares ``<u, J v>`` with ``<u, (f(x + eps v) - f(x - eps v)) / 2 eps>``, computing
+``<u, J v>`` from the VJP (mode ``"rev"``) and from the JVP (mode ``"fwd"``). For order k it checks
+the derived functions ``x -> vjp(f, x)(u)`` (rev) and ``x -> jvp(f, x, v)`` (fwd) to order k - 1 in
+every mode, so second order with both modes exercises reverse-over-reverse, forward-over-reverse,
+reverse-over-forward and forward-over-forward.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from . import pytree
 from .api import vjp
+from .jacobians import jvp
 from .pytree import is_float_leaf
 
 __all__ = ["check_grads"]
@@ -54,16 +57,42 @@ def check_grads(
     atol: float = 1e-6,
     seed: int = 0,
 ) -> None:
-    """Raise ``AssertionError`` unless ``f``'s derivatives match finite differences to ``order``."""
+    """Raise ``AssertionError`` unless ``f``'s derivatives match finite differences to ``order``.
+
+    ``modes`` chooses how ``<u, J v>`` is computed: ``"rev"`` (VJP), ``"fwd"`` (JVP), or both.
+    """
+    modes = tuple(modes)
     for mode in modes:
-        if mode != "rev":
-            raise NotImplementedError(f"check_grads: mode {mode!r} is not available yet (only 'rev')")
+        if mode not in ("rev", "fwd"):
+            raise ValueError(f"check_grads: unknown mode {mode!r}; use 'rev' and/or 'fwd'")
+    if not modes:
+        raise ValueError("check_grads: modes is empty; use ('rev',), ('fwd',) or ('rev', 'fwd')")
     rng = np.random.default_rng(seed)
-    _check_rev(f, args, order, eps, rtol, atol, rng)
+    _check(f, args, order, modes, eps, rtol, atol, rng)
 
 
-def _check_rev(f: Callable, args: tuple, order: int, eps: float, rtol: float, atol: float,
-               rng: np.random.Generator) -> None:  # fmt: skip
+def _tangent_trees(args: tuple, v: list) -> tuple:
+    """The directions ``v`` (per argument, per float leaf) laid out in the arguments' structure."""
+    trees = []
+    for a, va in zip(args, v):
+        leaves, td = pytree.flatten(a)
+        out = list(leaves)
+        for (i, x), d in zip(_float_leaves(a), va):
+            out[i] = type(x)(d) if type(x) is float else d
+        trees.append(pytree.unflatten(td, out))
+    return tuple(trees)
+
+
+def _compare(what: str, order: int, analytic: float, numeric: float, rtol: float, atol: float) -> None:
+    if not abs(analytic - numeric) <= atol + rtol * abs(numeric):
+        raise AssertionError(
+            f"check_grads (order {order} remaining): {what} directional derivative {analytic!r} "
+            f"does not match central differences {numeric!r} (difference {abs(analytic - numeric):.3g})"
+        )
+
+
+def _check(f: Callable, args: tuple, order: int, modes: tuple, eps: float, rtol: float, atol: float,
+           rng: np.random.Generator) -> None:  # fmt: skip
     out, vjp_fn = vjp(f, *args)
     out_floats = _float_leaves(out)
     if not out_floats:
@@ -79,19 +108,27 @@ def _check_rev(f: Callable, args: tuple, order: int, eps: float, rtol: float, at
             ct_leaves[i] = leaf
     cotangent = pytree.unflatten(out_def, ct_leaves)
 
-    grads = vjp_fn(cotangent)
-    analytic = sum(_inner(g, vi) for g, vi in zip(grads, v) if g is not None)
     plus = f(*[_axpy(a, vi, eps) for a, vi in zip(args, v)])
     minus = f(*[_axpy(a, vi, -eps) for a, vi in zip(args, v)])
     numeric = (_inner(plus, u) - _inner(minus, u)) / (2 * eps)
-    if not abs(analytic - numeric) <= atol + rtol * abs(numeric):
-        raise AssertionError(
-            f"check_grads (order {order} remaining): reverse-mode directional derivative {analytic!r} "
-            f"does not match central differences {numeric!r} (difference {abs(analytic - numeric):.3g})"
-        )
+    tangents = _tangent_trees(args, v)
+    if "rev" in modes:
+        grads = vjp_fn(cotangent)
+        analytic = sum(_inner(g, vi) for g, vi in zip(grads, v) if g is not None)
+        _compare("reverse-mode", order, analytic, numeric, rtol, atol)
+    if "fwd" in modes:
+        _, t_out = jvp(f, args, tangents)
+        _compare("forward-mode", order, _inner(t_out, u), numeric, rtol, atol)
     if order > 1:
+        if "rev" in modes:
 
-        def directional(*xs: Any) -> Any:
-            return vjp(f, *xs)[1](cotangent)
+            def reverse_directional(*xs: Any) -> Any:
+                return vjp(f, *xs)[1](cotangent)
 
-        _check_rev(directional, args, order - 1, eps, rtol, atol, rng)
+            _check(reverse_directional, args, order - 1, modes, eps, rtol, atol, rng)
+        if "fwd" in modes:
+
+            def forward_directional(*xs: Any) -> Any:
+                return jvp(f, xs, tangents)[1]
+
+            _check(forward_directional, args, order - 1, modes, eps, rtol, atol, rng)
