@@ -19,6 +19,7 @@ primitives; ``registry`` lets users add and override gradients; executors live i
 
 from __future__ import annotations
 
+from . import jvp_rules as _jvp_rules  # noqa: F401  (registers the forward-mode rules)
 from . import nn, optim  # gj.nn, gj.optim; Numba and tqdm load lazily, on first use
 from . import numpy_api as _numpy_api  # noqa: F401  (installs Tracer's NumPy surface)
 from .api import elementwise_grad, grad, make_wengert, stop_gradient, value_and_grad, vjp
@@ -37,7 +38,7 @@ from .errors import (
 )
 from .jacobians import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vhp
 from .pytree import tree_map
-from .registry import PrimitiveFunction, custom_vjp, defvjp, gradients, primitive, register_module
+from .registry import PrimitiveFunction, custom_vjp, defjvp, defvjp, gradients, primitive, register_module
 from .tracing import ZERO, Primitive, Tracer
 from .wengert import Wengert
 
@@ -46,7 +47,7 @@ __version__ = "0.1.0"
 __all__ = [
     "grad", "value_and_grad", "vjp", "elementwise_grad", "make_wengert", "stop_gradient",
     "jvp", "linearize", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "vhp",
-    "check_grads", "primitive", "custom_vjp", "defvjp", "gradients", "register_module",
+    "check_grads", "primitive", "custom_vjp", "defvjp", "defjvp", "gradients", "register_module",
     "PrimitiveFunction", "Primitive", "Tracer", "Wengert", "ZERO", "tree_map",
     "GradjitError", "TracerConversionError", "NonScalarOutputError", "NonDifferentiableInputError",
     "NoVJPError", "UnsupportedOperationError", "ArgnumsError", "EscapedTracerError",

@@ -12,6 +12,11 @@ Four ways in, all ending in the same place (a ``Primitive``'s rules):
   (the straight-through estimator). The override is applied when the operation is *traced*, so
   the Wengert list records which gradient an equation carries (``floor[custom]``).
 
+Forward mode: ``defjvp(fn, *rules)`` and ``f.defjvp(*rules)`` set forward rules, one per positional
+argument, ``rule(t, ans, *args, **kwargs) -> tangent contribution``. Wherever VJP rules are set here
+and the user has not given JVP rules, forward mode is derived from them by transposition
+(``jvp_rules.transposed_jvp``), so forward and reverse mode agree with the user's gradient.
+
 Rules are written with NumPy operations and are therefore differentiable themselves.
 A user primitive's forward function is only ever called on concrete values.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,12 +34,34 @@ import numpy as np
 
 from . import tracing
 from .errors import user_line
+from .jvp_rules import defjvp as _set_jvp_rules
+from .jvp_rules import transposed_jvp
 from .numpy_api import FUNCTION_OVERRIDES, HANDLED
 from .primitives import UFUNC_TO_PRIM
-from .rules import defvjp as _set_rules
+from .rules import defvjp as _set_vjp_rules
 from .tracing import Primitive, Tracer, bind
 
-__all__ = ["primitive", "custom_vjp", "defvjp", "gradients", "register_module", "PrimitiveFunction"]
+__all__ = ["primitive", "custom_vjp", "defvjp", "defjvp", "gradients", "register_module", "PrimitiveFunction"]
+
+# Primitives whose forward rules a user set with ``defjvp``: setting VJP rules later keeps them.
+_USER_JVP: weakref.WeakSet[Primitive] = weakref.WeakSet()
+
+
+def _set_rules(prim: Primitive, *rules: Callable | Any) -> None:
+    """Set ``prim``'s VJP rules; forward mode follows them (by transposition) unless user-given."""
+    _set_vjp_rules(prim, *rules)
+    _derive_jvp(prim)
+
+
+def _derive_jvp(prim: Primitive) -> None:
+    if prim not in _USER_JVP:
+        prim.jvp_all = transposed_jvp(prim)
+
+
+def _set_user_jvp(prim: Primitive, *rules: Callable | Any) -> None:
+    _set_jvp_rules(prim, *rules)
+    prim.jvp_all = None  # a joint rule would take precedence over the per-argument ones
+    _USER_JVP.add(prim)
 
 
 class PrimitiveFunction:
@@ -53,6 +81,14 @@ class PrimitiveFunction:
     def defvjp(self, *rules: Callable | Any) -> PrimitiveFunction:
         """One rule per positional argument, ``rule(g, ans, *args, **kwargs)``; ``None`` for none."""
         _set_rules(self.prim, *rules)
+        return self
+
+    def defjvp(self, *rules: Callable | Any) -> PrimitiveFunction:
+        """Forward rules, one per positional argument, ``rule(t, ans, *args, **kwargs)``; ``ZERO`` for none.
+
+        Without them forward mode transposes the VJP rules (one extra reverse sweep per equation).
+        """
+        _set_user_jvp(self.prim, *rules)
         return self
 
     def __repr__(self) -> str:
@@ -97,6 +133,7 @@ class custom_vjp(PrimitiveFunction):
             return out
 
         self.prim.vjp_all = joint
+        _derive_jvp(self.prim)
         return self
 
 
@@ -131,6 +168,23 @@ def defvjp(fn: Any, *rules: Callable | Any) -> None:
         else:
             FUNCTION_OVERRIDES[np_fn] = prim
     _set_rules(prim, *rules)
+
+
+def defjvp(fn: Any, *rules: Callable | Any) -> None:
+    """Set the forward rules of ``fn`` (a primitive, a @primitive function or a NumPy function).
+
+    One rule per positional argument, ``rule(t, ans, *args, **kwargs) -> tangent contribution`` (``t``
+    the tangent of that argument; ``ZERO`` for an argument with no derivative). They replace any
+    forward rule ``fn`` had, including the one derived from its VJP rules.
+    """
+    prim, np_fn = _primitive_for(fn)
+    if prim is None:
+        prim = _function_primitive(np_fn)
+        if isinstance(np_fn, np.ufunc):
+            UFUNC_TO_PRIM[np_fn] = prim
+        else:
+            FUNCTION_OVERRIDES[np_fn] = prim
+    _set_user_jvp(prim, *rules)
 
 
 @contextmanager

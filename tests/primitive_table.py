@@ -154,7 +154,7 @@ B = (3,)  # a second operand broadcast against S
 def _sym(x: Any) -> Any:
     """A symmetric positive definite matrix from any square one: linear in ``x``."""
     n = x.shape[-1]
-    return 0.5 * (x + np.swapaxes(x, -1, -2)) + n * np.eye(n)
+    return 0.5 * (x + np.swapaxes(x, -1, -2)) + n * np.eye(n, dtype=x.dtype)
 
 
 def _cmp(op: Callable) -> Callable:
@@ -311,7 +311,7 @@ ROWS: list[Row] = [
     row(
         "index_add_basic", lambda x, v: index_add_p(x, v, tree=(slice(1, 3),)), uniform((4, 3), (2, 3)), "index_add"
     ),  # fmt: skip
-    row("concatenate", lambda x, y: np.concatenate([x, y, np.ones((1, 3))], axis=0), uniform(S, (1, 3))),
+    row("concatenate", lambda x, y: np.concatenate([x, y, np.ones((1, 3), x.dtype)], axis=0), uniform(S, (1, 3))),
     # -- contractions ----------------------------------------------------------------------------
     row("matmul", np.matmul, normal((2, 3), (3, 4))),
     row("matmul_batched_vector", np.matmul, normal((2, 3, 4), (4,)), "matmul"),

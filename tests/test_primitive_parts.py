@@ -1,13 +1,15 @@
 """Every primitive has every part.
 
-For each primitive in ``gradjit.primitives.PRIMITIVES``: a NumPy implementation, a known kind, and a
+For each primitive in ``gradjit.primitives.PRIMITIVES``: a NumPy implementation, a known kind, a
 reverse rule for every positional (array) argument, either one per argument in ``vjps`` (a callable
-or ``ZERO``) or a joint ``vjp_all``. The number of array arguments is read from the implementation:
+or ``ZERO``) or a joint ``vjp_all``, and likewise a forward rule (``jvps`` or ``jvp_all``), written
+for the primitive itself: the transposed-VJP fallback (``jvp_rules.transposed_jvp``) is for
+user-defined gradients only. The number of array arguments is read from the implementation:
 a ufunc's ``nin``, otherwise its positional parameters minus the static ones (passed as params).
 A new primitive with a new static parameter name fails here until it is added to ``STATIC``: that is
 the point, the test must know how to count a primitive's operands.
 
-The elementwise rules are also run once on sample values, so a rule that cannot even be called
+The elementwise rules (both modes) are also run once on sample values, so a rule that cannot even be called
 (wrong signature, a typo in a NumPy name) is caught even if no other test reaches it.
 """
 
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 
 import gradjit as gj  # noqa: F401  (installs every rule)
-from gradjit import primitives
+from gradjit import jvp_rules, primitives
 from gradjit.primitives import PRIMITIVES, UFUNC_TO_PRIM
 from gradjit.tracing import ZERO, Primitive
 
@@ -83,6 +85,20 @@ def test_primitive_has_every_part(name: str) -> None:
         assert rule is ZERO or callable(rule), f"{name}: the rule for argument {i} is {rule!r}"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_primitive_has_a_forward_rule(name: str) -> None:
+    prim = PRIMITIVES[name]
+    assert not jvp_rules.is_transposed(prim), f"{name}: a built-in primitive needs a forward rule of its own"
+    n, variadic = operand_count(prim)
+    if prim.jvp_all is not None:
+        assert callable(prim.jvp_all)
+        return
+    assert not variadic, f"{name}: variadic differentiable operands need a joint rule (defjvp_all)"
+    assert len(prim.jvps) >= n, f"{name}: {len(prim.jvps)} JVP rule(s) for {n} operand(s)"
+    for i, rule in enumerate(prim.jvps[:n]):
+        assert rule is ZERO or callable(rule), f"{name}: the forward rule for argument {i} is {rule!r}"
+
+
 ELEMENTWISE_UFUNC_PRIMS = sorted(
     n for n, p in PRIMITIVES.items() if isinstance(p.impl, np.ufunc) and p.kind == "elementwise"
 )
@@ -107,3 +123,8 @@ def test_elementwise_rules_run_on_sample_values(name: str) -> None:
         if c is ZERO or c is None:
             continue
         assert np.broadcast_shapes(np.shape(c), xs[i].shape) == xs[i].shape, f"{name}: argument {i}"
+    with np.errstate(all="ignore"):
+        tangents = [r if r is ZERO else r(np.ones_like(x, dtype=float), ans, *xs) for r, x in zip(prim.jvps, xs)]
+    for i, c in enumerate(tangents):
+        if c is not ZERO:  # a contribution broadcasts to the output's shape
+            assert np.broadcast_shapes(np.shape(c), np.shape(ans)) == np.shape(ans), f"{name}: tangent {i}"

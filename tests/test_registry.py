@@ -270,12 +270,13 @@ def test_defvjp_on_an_unsupported_array_function(restore_registry) -> None:
 
 def test_defvjp_on_an_existing_primitive_changes_it_for_good(restore_registry) -> None:
     prim = primitives.P("sinh")
-    saved = prim.vjps
+    saved, saved_jvp = prim.vjps, prim.jvp_all
     try:
         gj.defvjp(np.sinh, lambda g, ans, x: g * 7.0)
         assert gj.grad(np.sinh)(0.0) == 7.0
+        assert gj.jvp(np.sinh, (0.0,), (1.0,))[1] == 7.0  # forward mode follows (transposed VJP)
     finally:
-        prim.vjps = saved
+        prim.vjps, prim.jvp_all = saved, saved_jvp
     assert gj.grad(np.sinh)(0.0) == 1.0
 
 
