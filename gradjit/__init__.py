@@ -39,6 +39,7 @@ from .errors import (
 from .jacobians import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vhp
 from .pytree import tree_map
 from .registry import PrimitiveFunction, custom_vjp, defjvp, defvjp, gradients, primitive, register_module
+from .taylor import taylor
 from .tracing import ZERO, Primitive, Tracer
 from .wengert import Wengert
 
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "grad", "value_and_grad", "vjp", "elementwise_grad", "make_wengert", "stop_gradient",
     "jvp", "linearize", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "vhp",
+    "taylor",
     "check_grads", "primitive", "custom_vjp", "defvjp", "defjvp", "gradients", "register_module",
     "PrimitiveFunction", "Primitive", "Tracer", "Wengert", "ZERO", "tree_map",
     "GradjitError", "TracerConversionError", "NonScalarOutputError", "NonDifferentiableInputError",
