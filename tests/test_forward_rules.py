@@ -347,3 +347,19 @@ def test_user_primitive_missing_the_vjp_of_one_argument_is_an_error_in_forward_m
     assert gj.jvp(lambda x: half(x, y), (x,), (np.ones(2),))[1].tolist() == [3.0, 3.0]
     with pytest.raises(NoJVPError, match="argument 1"):
         gj.jvp(lambda y: half(x, y), (y,), (np.ones(2),))
+
+
+def test_defjvp_on_an_unsupported_numpy_function_makes_it_a_primitive() -> None:
+    from gradjit import numpy_api
+
+    special = pytest.importorskip("scipy.special")
+    saved = dict(numpy_api.FUNCTION_OVERRIDES)
+    try:
+        gj.defjvp(np.i0, lambda t, ans, x: t * special.i1(x))
+        x, t = np.array([0.5, 1.5]), np.array([1.0, -2.0])
+        out, t_out = gj.jvp(np.i0, (x,), (t,))
+        np.testing.assert_array_equal(out, np.i0(x))
+        np.testing.assert_allclose(t_out, special.i1(x) * t, rtol=1e-14)
+    finally:
+        numpy_api.FUNCTION_OVERRIDES.clear()
+        numpy_api.FUNCTION_OVERRIDES.update(saved)
