@@ -222,7 +222,7 @@ def _jacobian(f: Callable, argnums: Argnums, mode: str, name: str) -> Callable:
         ins = [(leaf, var) for pairs in traced.in_leaves for leaf, var in pairs if var is not None]
         out_leaves = pytree.flatten(_unwrap_tree(traced.out, traced.trace))[0]
         float_out = [is_float_leaf(o) or (hasattr(o, "dtype") and o.dtype.kind == "f") for o in out_leaves]
-        n_in = sum(v.size if hasattr(v, "size") else int(np.prod(v.shape)) for _l, v in ins)
+        n_in = sum(int(np.prod(v.shape)) for _l, v in ins)
         n_out = sum(int(np.prod(np.shape(o))) for o, fl in zip(out_leaves, float_out) if fl)
         use_rev = mode == "rev" or (mode == "auto" and n_out < n_in)
         blocks: dict[tuple[int, int], Any] = {}
@@ -248,7 +248,7 @@ def _jacobian(f: Callable, argnums: Argnums, mode: str, name: str) -> Callable:
                     continue
                 oshape = tuple(np.shape(o))
                 for i, (_leaf, v) in enumerate(ins):
-                    r = np.reshape(_rows(res[j], offsets[i], v.size), v.shape + oshape)
+                    r = np.reshape(_rows(res[j], offsets[i], int(np.prod(v.shape))), v.shape + oshape)
                     k, m = len(v.shape), len(oshape)
                     blocks[j, i] = np.transpose(r, tuple(range(k, k + m)) + tuple(range(k)))
         return _assemble(traced, out_leaves, float_out, blocks, single)
