@@ -247,13 +247,14 @@ def _linalg_unary(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn
 def _solve(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn: Eqn) -> Any:
     a, b = vals
     ra, rb = ranks
-    if rb == 1:  # a stack of vectors: make it (.., n, 1) so NumPy does not read the batch as columns
+    if rb == 1:  # a vector: make it a one-column matrix so NumPy does not read the batch as columns
         b = reshape_p(b, _shape(b) + (1,))
         rb = 2
-    if ra != rb:
-        return None
-    a = _materialize(a, bat[0], batch, eqn.ins[0].shape)
-    b = _materialize(b, bat[1], batch, _shape(b) if not bat[1] else _shape(b)[1:])
+    r = max(ra, rb)  # lift the batched operands so their batch axis meets nobody else's stack axes
+    if bat[0]:
+        a = _lift(a, ra, r)
+    if bat[1]:
+        b = _lift(b, rb, r)
     return reshape_p(bind(eqn.prim, a, b), (batch,) + eqn.out.shape)
 
 

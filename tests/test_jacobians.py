@@ -261,3 +261,22 @@ def test_check_grads_in_both_modes_and_its_failure() -> None:
     with pytest.raises(ValueError, match="unknown mode"):
         gj.check_grads(np.sin, 0.3, modes=("sideways",))
     assert P("sin").jvps  # the built-in table is registered
+
+
+from primitive_table import ROWS  # noqa: E402
+
+# Equations the batching rules leave to the per-row loop, by design (documented in batching.py).
+LOOPED = {"conv2d", "conv2d_grad_input", "conv2d_grad_weight", "max_pool2d", "max_pool2d_grad",
+          "max_pool2d_gather", "avg_pool2d", "avg_pool2d_grad"}  # fmt: skip
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r.fd], ids=lambda r: r.id)
+def test_every_primitive_row_jacfwd_equals_jacrev(row: Any, no_loop_fallback: list[str]) -> None:
+    args = row.make_args(np.random.default_rng(0), np.float64)
+    nums = tuple(range(len(args)))
+    jf = gj.jacfwd(row.fn, argnums=nums)(*args)
+    jr = gj.jacrev(row.fn, argnums=nums)(*args)
+    tol = 1e-10 if all(np.asarray(a).dtype == np.float64 for a in args) else 1e-5
+    for a, b in zip(jf, jr):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert set(no_loop_fallback) <= LOOPED, f"looped: {set(no_loop_fallback) - LOOPED}"
