@@ -377,3 +377,27 @@ def test_argument_errors():
         gj.taylor(lambda p: p[0] * p[1], order=2)((1.0, 2.0), 1.0)
     with pytest.raises(TaylorArgumentError, match="shape"):
         gj.taylor(np.sin, order=2)(np.ones(3), np.ones(2))
+
+
+def test_benchmark_quick_run(tmp_path, capsys):
+    import importlib.util
+    import os
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_taylor.py"
+    saved = dict(os.environ)  # the module pins BLAS threads in os.environ
+    spec = importlib.util.spec_from_file_location("bench_taylor", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_taylor"] = bench
+    try:
+        spec.loader.exec_module(bench)
+        out = tmp_path / "taylor.md"
+        assert bench.main(["--quick", "--orders", "3", "--out", str(out)]) == 0
+        text = out.read_text()
+        assert "| 3 | 0.6216266808 |" in text and "nested / taylor" in text
+        assert "QUICK RUN" in capsys.readouterr().out
+    finally:
+        sys.modules.pop("bench_taylor", None)
+        os.environ.clear()
+        os.environ.update(saved)
