@@ -37,6 +37,7 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .jacobians import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vhp
+from .jit import jit
 from .pytree import tree_map
 from .registry import PrimitiveFunction, custom_vjp, defjvp, defvjp, gradients, primitive, register_module
 from .taylor import taylor
@@ -48,7 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "grad", "value_and_grad", "vjp", "elementwise_grad", "make_wengert", "stop_gradient",
     "jvp", "linearize", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "vhp",
-    "taylor",
+    "taylor", "jit",
     "check_grads", "primitive", "custom_vjp", "defvjp", "defjvp", "gradients", "register_module",
     "PrimitiveFunction", "Primitive", "Tracer", "Wengert", "ZERO", "tree_map",
     "GradjitError", "TracerConversionError", "NonScalarOutputError", "NonDifferentiableInputError",

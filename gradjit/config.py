@@ -6,6 +6,8 @@ Settings are properties that switch the machinery they name (nothing polls this 
 path). Environment variables give their initial values when gradjit is imported:
 
 - ``GRADJIT_DEBUG_NANS=1``: start with NaN/Inf debugging on (see ``gradjit.debug``).
+- ``GRADJIT_EXECUTOR=reference``: the executor ``gradjit.jit`` runs stored Wengert lists on (a name
+  registered in ``gradjit.kernels``; checked when first used).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from . import debug
 __all__ = ["Config", "config"]
 
 _TRUE = ("1", "true", "yes", "on")
+
+# The executor name; not validated at import (that would import gradjit.kernels eagerly).
+_executor = os.environ.get("GRADJIT_EXECUTOR", "").strip() or "reference"
 
 
 class Config:
@@ -33,8 +38,22 @@ class Config:
     def debug_nans(self, enabled: bool) -> None:
         debug.set_debug_nans(bool(enabled))
 
+    @property
+    def executor(self) -> str:
+        """The executor ``gradjit.jit`` runs stored Wengert lists on (``GRADJIT_EXECUTOR``)."""
+        return _executor
+
+    @executor.setter
+    def executor(self, name: str) -> None:
+        global _executor
+        from .kernels import EXECUTORS
+
+        if name not in EXECUTORS:
+            raise ValueError(f"unknown executor {name!r}; available: {sorted(EXECUTORS)}")
+        _executor = name
+
     def __repr__(self) -> str:
-        return f"gradjit.config(debug_nans={self.debug_nans})"
+        return f"gradjit.config(debug_nans={self.debug_nans}, executor={self.executor!r})"
 
 
 config = Config()

@@ -107,6 +107,10 @@ def like_leaf(value: Any, leaf: Any) -> Any:
     of its type. Traced values (of either) pass through unchanged: their type is the tracer's.
     """
     if type(value) is Tracer or type(leaf) is Tracer:
+        if type(leaf) is Tracer:  # jit's trace remembers the type an un-traced call would return
+            note = getattr(leaf._trace, "note_like_leaf", None)
+            if note is not None:
+                note(value, leaf)
         return value
     if type(leaf) is float:
         return float(value)
