@@ -23,6 +23,7 @@ from . import jvp_rules as _jvp_rules  # noqa: F401  (registers the forward-mode
 from . import nn, optim  # gj.nn, gj.optim; Numba and tqdm load lazily, on first use
 from . import numpy_api as _numpy_api  # noqa: F401  (installs Tracer's NumPy surface)
 from .api import elementwise_grad, grad, make_wengert, stop_gradient, value_and_grad, vjp
+from .checkpoint import checkpoint
 from .checks import check_grads
 from .config import config
 from .debug import NonFiniteError, debug_nans, set_debug_nans
@@ -49,7 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "grad", "value_and_grad", "vjp", "elementwise_grad", "make_wengert", "stop_gradient",
     "jvp", "linearize", "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "vhp",
-    "taylor", "jit",
+    "taylor", "jit", "checkpoint",
     "check_grads", "primitive", "custom_vjp", "defvjp", "defjvp", "gradients", "register_module",
     "PrimitiveFunction", "Primitive", "Tracer", "Wengert", "ZERO", "tree_map",
     "GradjitError", "TracerConversionError", "NonScalarOutputError", "NonDifferentiableInputError",
