@@ -56,14 +56,20 @@ import numpy as np
 
 from . import pytree, tracing
 from .capture import Binding, scan
-from .errors import TracerConversionError, UnsupportedOperationError, user_line
+from .config import config
+from .errors import GradjitError, TracerConversionError, UnsupportedOperationError, user_line
 from .tracing import OVERRIDES, Trace, Tracer, concrete
 from .wengert import Guard, Lit, Wengert, aval_str
 
-__all__ = ["jit", "Jitted", "VariantLimitWarning"]
+__all__ = ["jit", "Jitted", "VariantLimitWarning", "JitOutputError"]
 
 _STACK = tracing._STACK  # the active traces (the list object itself, mutated in place)
+_CONTAINERS = (tuple, list, dict)
 _INPUT_KINDS = "fiub"
+
+
+class JitOutputError(GradjitError, TypeError):
+    """A jitted function returned something that cannot be replayed (a function, an object)."""
 
 
 class VariantLimitWarning(UserWarning):
@@ -121,6 +127,17 @@ def _conversion(example: Any) -> Callable[[Any], Any]:
 
 def _as_array(v: Any) -> Any:
     return v if type(v) is np.ndarray else np.asarray(v)
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _describe_leaf(leaf: Any) -> str:
+    if type(leaf) is Tracer:
+        return "a traced value of another transform"
+    name = getattr(leaf, "__qualname__", None)
+    return f"a {type(leaf).__name__}" + (f" ({name})" if name else "")
 
 
 def _static(obj: Any) -> Callable[[Any], Any]:
@@ -200,7 +217,7 @@ def _signature_change(old: tuple, new: tuple, old_names: list[str], names: list[
 class _Variant:
     """One traced path: the list, what it captured, how to rebuild outputs, and its statistics."""
 
-    __slots__ = ("number", "wl", "bindings", "convs", "out_td", "hits", "wheres", "consts", "mode")
+    __slots__ = ("number", "wl", "bindings", "convs", "out_td", "flat_tuple", "hits", "wheres", "consts", "mode")
 
     def __init__(self, number: int, wl: Wengert, bindings: list[Binding], convs: list, out_td: Any, wheres: list):
         self.number = number
@@ -208,6 +225,7 @@ class _Variant:
         self.bindings = bindings
         self.convs = convs
         self.out_td = out_td
+        self.flat_tuple = out_td.kind == "tuple" and all(c.kind == "leaf" for c in out_td.children)
         self.hits = 0
         self.wheres = wheres  # the user's source line of each guard, parallel to wl.guards
         self.consts = [_const_origin(c.value) for c in wl.consts]
@@ -223,7 +241,12 @@ class _Variant:
 
     def build(self, outs: list) -> Any:
         vals = [c(o) for c, o in zip(self.convs, outs)]
-        return vals[0] if self.out_td.kind == "leaf" else pytree.unflatten(self.out_td, vals)
+        kind = self.out_td.kind
+        if kind == "leaf":
+            return vals[0]
+        if self.flat_tuple:
+            return tuple(vals)
+        return pytree.unflatten(self.out_td, vals)
 
 
 def _const_origin(value: Any) -> str:
@@ -308,8 +331,12 @@ class Jitted:
             return self.fn(*args, **kwargs)
         stats = self.stats
         stats["calls"] += 1
-        leaves, td = pytree.flatten((args, kwargs))
-        keys = tuple(_leaf_key(x) for x in leaves)
+        # Positional leaves only (the common case) skip pytree.flatten: the key's first part says which.
+        if not kwargs and not any(type(a) in _CONTAINERS or isinstance(a, (tuple, list, dict)) for a in args):
+            leaves, td = args, len(args)
+        else:
+            leaves, td = pytree.flatten((args, kwargs))
+        keys = tuple([_leaf_key(x) for x in leaves])
         if _UNSUPPORTED in keys:
             stats["uncompiled"] += 1
             return self.fn(*args, **kwargs)
@@ -318,14 +345,14 @@ class Jitted:
         failed: tuple[_Variant, tuple | None] | None = None
         if entry is not None:
             entry.calls += 1
-            variants = entry.variants if not self._warned else entry.variants[:1]
-            ex = _executor(self.executor or _config_executor())
-            for v in variants:
+            ex = _EXECUTORS.get(self.executor or config.executor) or _executor(self.executor or config.executor)
+            for v in entry.variants if not self._warned else entry.variants[:1]:
                 inputs = [leaves[i] for i in entry.input_pos]
-                why = v.collect(inputs)
-                if why is not None:
-                    failed = failed or (v, why)
-                    continue
+                if v.bindings:
+                    why = v.collect(inputs)
+                    if why is not None:
+                        failed = failed or (v, why)
+                        continue
                 try:
                     outs = ex.run(v.wl, inputs)
                 except self._guard_failure:
@@ -356,6 +383,8 @@ class Jitted:
         if any(isinstance(x, np.ndarray) and x.dtype.kind not in _INPUT_KINDS for x in leaves):
             self.stats["uncompiled"] += 1  # complex/object/string arrays: not traced by jit
             return self.fn(*args, **kwargs)
+        if type(td) is int:  # the positional fast path: the real treedef, for unflattening tracers
+            leaves, td = pytree.flatten((args, kwargs))
         variant, out = self._trace(td, leaves, input_pos)
         self.stats["traces"] += 1
         change = self._note_change(key, failed, variant, args, kwargs)
@@ -421,10 +450,18 @@ class Jitted:
                 conv = trace.like_conversion(leaf) or _identity
                 atoms.append(trace.const(leaf))
                 values.append(conv(leaf))
-            else:  # a string, None, any other object (a Tracer of a finished trace raises on use)
+            elif isinstance(leaf, (str, bytes, complex, type(None))):  # constants of the variant
                 conv = _static(leaf)
                 atoms.append(None)
                 values.append(leaf)
+            else:  # a function (a vjp closure), a model object, a tracer: replaying it would be stale
+                raise JitOutputError(
+                    f"jit({_name(self.fn)})",
+                    f"the function returned {_describe_leaf(leaf)} (output leaf {len(convs)}); a jitted "
+                    "function can return arrays, scalars, strings and None, in lists, tuples and dicts",
+                    "Return the values instead (call vjp_fn inside the jitted function), or call the "
+                    "function without jit.",
+                )
             convs.append(conv)
         for b in bindings:
             b.settle()
@@ -460,7 +497,7 @@ class Jitted:
 
     def _warn(self, change: _Change | None) -> None:
         self._warned = True
-        name = getattr(self.fn, "__name__", "function")
+        name = _name(self.fn)
         worst = max(self._changes.values(), key=lambda c: c.count, default=None)
         if change is not None and worst is not None and change.count >= worst.count:
             worst = change
@@ -481,12 +518,12 @@ class Jitted:
     # -- explain -----------------------------------------------------------------------------
     def explain(self) -> Explanation:
         """A readable listing of signatures, variants, guards, captured values and counts."""
-        name = getattr(self.fn, "__name__", "function")
+        name = _name(self.fn)
         s = self.stats
         lines = [
             f"jit({name}): {s['calls']} calls, {s['hits']} compiled hits, {s['traces']} traces "
             f"({s['retraces']} after a guard or captured value changed), {s['uncompiled']} uncompiled calls; "
-            f"{self._n_variants}/{self.max_variants} variants, executor {self.executor or _config_executor()!r}"
+            f"{self._n_variants}/{self.max_variants} variants, executor {self.executor or config.executor!r}"
         ]
         if self._warned:
             lines.append("  variant cap reached: calls that match no stored variant run uncompiled")
@@ -592,12 +629,6 @@ def _guard_change(old: _Variant, new: _Variant) -> tuple | None:
     evaluation = 1 + sum(1 for k in range(i) if wheres[k] == where and guards[k].kind == g.kind)
     label = f"{g.kind} guard at {where or 'an unknown line'}"
     return (label, og[i].observed if i < len(og) else None, ng[i].observed if i < len(ng) else None, evaluation)
-
-
-def _config_executor() -> str:
-    from .config import config
-
-    return config.executor
 
 
 def jit(fn: Callable | None = None, max_variants: int = 8, executor: str | None = None) -> Any:

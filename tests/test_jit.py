@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import gradjit as gj
-from gradjit.jit import Jitted, VariantLimitWarning, jit
+from gradjit.jit import JitOutputError, Jitted, VariantLimitWarning, jit
 
 
 def assert_same(got, want, py_float_as_f64: bool = False) -> None:
@@ -133,6 +133,10 @@ def test_grad_inside_a_jitted_function_and_grad_of_jit() -> None:
     check_calls(gj.grad(f), gj.grad(jit(f)), [(w,), (w * 3,)])
     check_calls(gj.grad(gj.grad(lambda a: a**3)), jit(gj.grad(gj.grad(lambda a: a**3))), [(2.0,), (3.0,)])
     check_calls(f, jit(jit(f)), [(w,), (w + 1,)])
+    h = gj.hessian(f)
+    jh = jit(h)
+    check_calls(h, jh, [(w,), (w * 2,)])
+    assert jh.stats["hits"] == 1
 
 
 def test_pytree_arguments_and_results() -> None:
@@ -442,6 +446,8 @@ def test_errors_are_those_of_the_unjitted_call() -> None:
         jg(np.zeros((2, 2)))
     with pytest.raises(TypeError, match="expected a function"):
         jit(3)
+    with pytest.raises(JitOutputError, match=r"jit\(<lambda>\): the function returned a function[\s\S]*test_jit.py"):
+        jit(lambda x: gj.vjp(np.sin, x))(np.ones(2))
     with pytest.raises(ValueError, match="max_variants"):
         jit(g, max_variants=0)
     with pytest.raises(ValueError, match="unknown executor 'nope'"):
