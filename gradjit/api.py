@@ -29,6 +29,7 @@ from .errors import ArgnumsError, NonDifferentiableInputError, NonScalarOutputEr
 from .primitives import stop_gradient_p
 from .pytree import is_float_leaf, like_leaf
 from .reverse import backward, zeros_cotangent
+from .simplify import is_one_seed, one
 from .tracing import Trace, Tracer, new_trace
 from .wengert import Lit, Wengert
 
@@ -137,7 +138,11 @@ def _input_grads(traced: _Traced, ct: dict[int, Any], single: bool) -> Any:
                 leaves.append(None)
                 continue
             g = ct.get(var.index)
-            leaves.append(like_leaf(zeros_cotangent(var) if g is None else g, leaf))
+            if g is None:
+                g = zeros_cotangent(var)
+            elif is_one_seed(g):
+                g = g.copy()  # the shared read-only seed must not escape (f = lambda x: x + 1)
+            leaves.append(like_leaf(g, leaf))
         grads.append(pytree.unflatten(td, leaves) if td.kind != "leaf" else leaves[0])
     return grads[0] if single else tuple(grads)
 
@@ -184,7 +189,7 @@ def value_and_grad(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> 
             out, aux = out
         var = _scalar_output(out, trace, f, op)
         value = _unwrap(out, trace)
-        ct = {} if var is None else backward(trace.eqns, {var.index: np.ones((), dtype=var.dtype)}, trace.level)
+        ct = {} if var is None else backward(trace.eqns, {var.index: one(var.dtype)}, trace.level)
         grads = _input_grads(traced, ct, single)
         if has_aux:
             return (value, _unwrap_tree(aux, trace)), grads

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from . import debug
+from . import simplify as _simplify
 
 __all__ = ["Config", "config"]
 
@@ -51,6 +52,16 @@ class Config:
         if name not in EXECUTORS:
             raise ValueError(f"unknown executor {name!r}; available: {sorted(EXECUTORS)}")
         _executor = name
+
+    @property
+    def simplify(self) -> bool:
+        """Simplify nested traces (common subexpressions, exact identities, dead code; see
+        ``gradjit.simplify``); on by default. Read when a transform starts inside another."""
+        return _simplify.ENABLED
+
+    @simplify.setter
+    def simplify(self, enabled: bool) -> None:
+        _simplify.ENABLED = bool(enabled)
 
     def __repr__(self) -> str:
         return f"gradjit.config(debug_nans={self.debug_nans}, executor={self.executor!r})"

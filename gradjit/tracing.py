@@ -7,7 +7,8 @@ that trace's Wengert list. Every operation on tracers goes through ``bind(prim, 
 - with no tracer among the arguments it just calls ``prim.impl``;
 - otherwise it picks the highest-level trace among the arguments, binds the primitive again on the
   arguments' values one level down (which records the equation in lower traces too, or computes
-  it), and appends ``out = prim(args)`` to the top trace.
+  it), and appends ``out = prim(args)`` to the top trace; once another trace has started above
+  the top one, ``simplify.bind_simplified`` does that step and may reuse an equal equation instead.
 
 Invariants
 ----------
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from . import simplify as _simplify
 from .errors import EscapedTracerError, TracerConversionError
 from .wengert import Const, Eqn, Guard, Lit, Var, Wengert
 
@@ -97,7 +99,7 @@ _DEBUG: Callable[[Trace, Eqn], None] | None = None
 class Trace:
     """One level of recording: an in-progress Wengert list."""
 
-    __slots__ = ("level", "active", "n", "inputs", "consts", "eqns", "guards", "_const_ids")
+    __slots__ = ("level", "active", "n", "inputs", "consts", "eqns", "guards", "_const_ids", "cse")
 
     def __init__(self, level: int):
         self.level = level
@@ -108,6 +110,7 @@ class Trace:
         self.eqns: list[Eqn] = []
         self.guards: list[Guard] = []
         self._const_ids: dict[int, Const] = {}
+        self.cse: dict | None = None  # the simplifier's table, once a trace was nested in this one
 
     def new_input(self, value: Any) -> Tracer:
         if type(value) is float:
@@ -153,6 +156,11 @@ class Trace:
         self.guards.append(Guard(kind, var, observed, len(self.eqns)))
 
     def to_wengert(self, outputs: list[Any], out_tree: Any = None) -> Wengert:
+        if self.cse is not None and not self.active:
+            # A finished simplified trace is finalized: the code its sweeps left dead is dropped from the
+            # trace itself (guards renumbered in place), so calling this again gives the same list.
+            self.eqns = _simplify.dead_code(self.eqns, outputs, self.guards)
+            self.consts = _simplify.used_consts(self.consts, self.eqns, outputs, self.guards)
         return Wengert(
             list(self.inputs), list(self.consts), list(self.eqns), outputs, list(self.guards), out_tree, self.level
         )
@@ -171,6 +179,10 @@ class new_trace:
     __slots__ = ("trace",)
 
     def __enter__(self) -> Trace:
+        if _STACK and _simplify.ENABLED:
+            for t in _STACK:  # the traces below will receive this one's sweeps: simplify them
+                if t.cse is None:
+                    _simplify.enable(t)
         self.trace = Trace(len(_STACK) + 1)
         _STACK.append(self.trace)
         return self.trace
@@ -202,6 +214,8 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
             "an argument belongs to a grad/trace that has already finished",
             "Return traced values from the transformed function instead of storing them outside.",
         )
+    if top.cse is not None:  # a trace with another nested in it: see ``simplify``
+        return _simplify.bind_simplified(top, prim, args, params)
     # One pass builds both the equation's atoms and the values one level down (hot path).
     ins = []
     vals = []
