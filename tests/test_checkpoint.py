@@ -9,7 +9,11 @@ errors, and memory measured with tracemalloc (NumPy reports its allocations to i
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -458,3 +462,22 @@ def test_jit_with_a_captured_array_lifted_into_the_checkpoint(rng):
     assert np.array_equal(fast(x), want(x))
     W *= 2.0  # read at every call
     assert np.array_equal(fast(x), want(x)) and fast.stats["traces"] == 1
+
+
+def test_benchmark_quick_run(tmp_path):
+    """``benchmarks/bench_checkpoint.py --quick`` runs and finds every gradient equal bit for bit."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_checkpoint.py"
+    saved_env = dict(os.environ)  # the module pins BLAS threads in os.environ; keep the test process's own
+    spec = importlib.util.spec_from_file_location("bench_checkpoint", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_checkpoint"] = bench  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(bench)
+        out = tmp_path / "checkpoint.md"
+        assert bench.main(["--quick", "--out", str(out)]) == 0
+    finally:
+        sys.modules.pop("bench_checkpoint", None)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    text = out.read_text()
+    assert text.count("| yes |") == 5 and "Issue target" in text
