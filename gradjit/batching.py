@@ -97,7 +97,7 @@ def replay_batched(lm: LinearMap, inputs: Sequence[Any], batch: int) -> list[Any
         elif type(a) is Var and a.index in batched:
             result.append(env[a.index])
         else:  # an output that does not depend on the inputs (a linear map's constant is zero)
-            result.append(broadcast_to_p(_read(env, a), (batch,) + shape))
+            result.append(broadcast_to_p(_read(env, a), shape=(batch,) + shape))
     return result
 
 
@@ -119,12 +119,12 @@ def _lift(x: Any, rank: int, to: int) -> Any:
     if rank >= to:
         return x
     s = _shape(x)
-    return reshape_p(x, (s[0],) + (1,) * (to - rank) + s[1:])
+    return reshape_p(x, shape=(s[0],) + (1,) * (to - rank) + s[1:])
 
 
 def _materialize(x: Any, b: bool, batch: int, shape: tuple[int, ...]) -> Any:
     """A batched version of ``x`` (broadcast along the batch when it is not batched)."""
-    return x if b else broadcast_to_p(x, (batch,) + shape)
+    return x if b else broadcast_to_p(x, shape=(batch,) + shape)
 
 
 def _elementwise(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn: Eqn) -> Any:
@@ -157,7 +157,7 @@ def _reduction(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn: E
 
 
 def _reshape(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn: Eqn) -> Any:
-    return reshape_p(vals[0], (batch,) + eqn.out.shape)
+    return reshape_p(vals[0], shape=(batch,) + eqn.out.shape)
 
 
 def _transpose(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn: Eqn) -> Any:
@@ -166,7 +166,7 @@ def _transpose(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn: E
 
 def _broadcast_to(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn: Eqn) -> Any:
     out = eqn.out.shape
-    return broadcast_to_p(_lift(vals[0], ranks[0], len(out)), (batch,) + out)
+    return broadcast_to_p(_lift(vals[0], ranks[0], len(out)), shape=(batch,) + out)
 
 
 def _advanced_positions(tree: tuple) -> list[int]:
@@ -219,17 +219,17 @@ def _matmul(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn: Eqn)
     a, b = vals
     ra, rb = ranks
     if ra == 1:
-        a = reshape_p(a, (batch, 1) + _shape(a)[1:]) if bat[0] else reshape_p(a, (1,) + _shape(a))
+        a = reshape_p(a, shape=(batch, 1) + _shape(a)[1:]) if bat[0] else reshape_p(a, shape=(1,) + _shape(a))
         ra = 2
     if rb == 1:
-        b = reshape_p(b, (batch,) + _shape(b)[1:] + (1,)) if bat[1] else reshape_p(b, _shape(b) + (1,))
+        b = reshape_p(b, shape=(batch,) + _shape(b)[1:] + (1,)) if bat[1] else reshape_p(b, shape=_shape(b) + (1,))
         rb = 2
     r = max(ra, rb)
     if bat[0]:
         a = _lift(a, ra, r)
     if bat[1]:
         b = _lift(b, rb, r)
-    return reshape_p(bind(eqn.prim, a, b), (batch,) + eqn.out.shape)
+    return reshape_p(bind(eqn.prim, a, b), shape=(batch,) + eqn.out.shape)
 
 
 def _einsum(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn: Eqn) -> Any:
@@ -248,14 +248,14 @@ def _solve(vals: list, bat: list[bool], ranks: list[int], batch: int, eqn: Eqn) 
     a, b = vals
     ra, rb = ranks
     if rb == 1:  # a vector: make it a one-column matrix so NumPy does not read the batch as columns
-        b = reshape_p(b, _shape(b) + (1,))
+        b = reshape_p(b, shape=_shape(b) + (1,))
         rb = 2
     r = max(ra, rb)  # lift the batched operands so their batch axis meets nobody else's stack axes
     if bat[0]:
         a = _lift(a, ra, r)
     if bat[1]:
         b = _lift(b, rb, r)
-    return reshape_p(bind(eqn.prim, a, b), (batch,) + eqn.out.shape)
+    return reshape_p(bind(eqn.prim, a, b), shape=(batch,) + eqn.out.shape)
 
 
 for _name, _p in PRIMITIVES.items():

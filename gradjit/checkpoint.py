@@ -73,7 +73,7 @@ from .errors import GradjitError
 from .forward import forward
 from .reverse import backward
 from .taylor import deftaylor, propagate
-from .tracing import Primitive, Trace, Tracer, bind, new_trace
+from .tracing import Primitive, Trace, Tracer, bind, const_key, new_trace
 from .wengert import Const, Eqn, Guard, Lit, Var, Wengert
 
 __all__ = ["checkpoint", "CheckpointError", "POLICIES", "checkpoint_p"]
@@ -389,8 +389,9 @@ def _cut_trace(
             continue
         removed.consts.add(id(c))
         removed.alive.append(c)
-        if trace._const_ids.get(id(c.value)) is c:
-            del trace._const_ids[id(c.value)]
+        key = const_key(c.value)
+        if trace._const_ids.get(key) is c:
+            del trace._const_ids[key]
     trace.consts[c_start:] = new_consts
 
     # The exports: guarded variables (in guard order), then outputs, then kept contractions.

@@ -49,7 +49,7 @@ def fit(t: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
         t = np.asarray(t)
         ts, td = t.shape, t.dtype
     if ts != shape:
-        t = broadcast_to_p(t, shape)
+        t = broadcast_to_p(t, shape=shape)
     if td != dtype:
         t = astype_p(t, dtype=dtype)
     return t

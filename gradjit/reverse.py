@@ -41,12 +41,13 @@ def unbroadcast(c: Any, shape: tuple[int, ...]) -> Any:
         return c
     extra = len(cshape) - len(shape)
     if extra < 0:  # a cotangent smaller than its argument (e.g. a scalar rule result)
-        return broadcast_to_p(c, shape)
+        return broadcast_to_p(c, shape=shape)
     axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and cshape[extra + i] != 1)
     if axes:
         c = reduce_sum_p(c, axis=axes, keepdims=False)
     if _shape(c) != shape:
-        c = reshape_p(c, shape) if int(np.prod(_shape(c))) == int(np.prod(shape)) else broadcast_to_p(c, shape)
+        same_size = int(np.prod(_shape(c))) == int(np.prod(shape))
+        c = reshape_p(c, shape=shape) if same_size else broadcast_to_p(c, shape=shape)
     return c
 
 

@@ -122,20 +122,27 @@ class Trace:
         return Tracer(value, self, var)
 
     def const(self, value: Any) -> Const:
-        c = self._const_ids.get(id(value))
+        # A tracer of a lower level is keyed by its variable and stored as a snapshot: in-place
+        # operators rebind a tracer object to a new variable, and the recorded constant must keep
+        # the value it had when it was used (the reverse sweep reads it later).
+        is_tracer = type(value) is Tracer
+        if not is_tracer and not isinstance(value, (np.ndarray, np.generic)):
+            value = np.asarray(value)  # keyed after conversion: the array is kept alive, its id stays unique
+        key = const_key(value)
+        c = self._const_ids.get(key)
         if c is None:
-            if type(value) is Tracer and not value._trace.active:
-                raise EscapedTracerError(
-                    "use of a traced value",
-                    "this value belongs to a grad/trace that has already finished",
-                    "Return it from the transformed function instead of storing it outside.",
-                )
-            if not isinstance(value, (np.ndarray, np.generic, Tracer)):
-                value = np.asarray(value)
+            if is_tracer:
+                if not value._trace.active:
+                    raise EscapedTracerError(
+                        "use of a traced value",
+                        "this value belongs to a grad/trace that has already finished",
+                        "Return it from the transformed function instead of storing it outside.",
+                    )
+                value = Tracer(value._value, value._trace, value._var)
             c = Const(self.n, tuple(value.shape), _dtype_of(value), value)
             self.n += 1
             self.consts.append(c)
-            self._const_ids[id(value)] = c
+            self._const_ids[key] = c
         return c
 
     def emit(self, prim: Primitive, ins: tuple, params: dict, out: Any) -> Tracer:
@@ -164,6 +171,11 @@ class Trace:
         return Wengert(
             list(self.inputs), list(self.consts), list(self.eqns), outputs, list(self.guards), out_tree, self.level
         )
+
+
+def const_key(value: Any) -> int:
+    """The key ``Trace.const`` files a constant under: a lower-level tracer's variable, else the object."""
+    return id(value._var) if type(value) is Tracer else id(value)
 
 
 def _dtype_of(value: Any) -> np.dtype:

@@ -449,3 +449,20 @@ def test_jacobian_rows_by_vjp() -> None:
     out, vjp_fn = gj.vjp(f, x)
     J = np.stack([vjp_fn(e)[0] for e in np.eye(3)])
     np.testing.assert_allclose(J, [[0.5, 1.5], [0.0, np.cos(0.5)], [3.0, 0.0]], rtol=1e-15)
+
+
+def test_inplace_update_of_an_outer_value_inside_a_nested_grad() -> None:
+    """A lower-level tracer used as a constant keeps the value it had when it was used."""
+
+    def h(x):
+        def inner(y):
+            nonlocal x
+            z = x * y
+            x += y  # rebinds the outer tracer object to a new (inner-level) value
+            return z * x
+
+        return gj.grad(inner)(2.0)
+
+    eps = 1e-6
+    assert h(3.0) == pytest.approx(3.0 * (3.0 + 2.0) + 3.0 * 2.0)
+    assert gj.grad(h)(3.0) == pytest.approx((h(3.0 + eps) - h(3.0 - eps)) / (2 * eps), rel=1e-7)
