@@ -65,7 +65,7 @@ import workloads_issue3 as wk  # noqa: E402
 import gradjit as gj  # noqa: E402
 
 RESULTS = HERE / "results" / "issue3.md"
-PEERS = ("autograd", "jax", "torch")
+PEERS = ("autograd", "jax", "torch", "numba")  # --skip names; "numba" drops the hand-fused baselines
 
 
 @dataclass
@@ -453,7 +453,10 @@ def _missing(rep: Report, key: str, *names: str) -> str:
     for n in names:
         c = rep.results[key].cells.get(n)
         if c is None:
-            return "gj.jit not available" if n == "gj_jit" else f"{wk.LABELS[n]} not installed"
+            if n == "gj_jit":
+                return "gj.jit not available"
+            peer = {"ag": "autograd", "jax_jit": "jax", "jax": "jax"}.get(n, n)
+            return f"{wk.LABELS[n]} {'skipped' if peer in wk.DISABLED else 'not installed'}"
         if c.error:
             return f"{wk.LABELS[n]} failed"
     return ""
@@ -739,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats: a smoke run, numbers are noise")
     parser.add_argument("--only", help="comma-separated workloads: W1,W2,W2s,W2L,W3,W4,W5,W6,W7,W7k1..W7k8")
-    parser.add_argument("--skip", default="", help="comma-separated peers not to run: autograd,jax,torch")
+    parser.add_argument("--skip", default="", help="comma-separated systems not to run: autograd,jax,torch,numba")
     parser.add_argument("--no-subprocess", action="store_true", help="skip first-call, RSS and import measurements")
     parser.add_argument("--first-call-runs", type=int, default=None, help="fresh processes per first-call time")
     parser.add_argument("--out", type=Path, default=None, help=f"Markdown results file (default {RESULTS}; "
@@ -765,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(to_markdown(rep, command))
         print(f"wrote {out}")
-    missing = [p for p in PEERS if not wk.available(p) and p not in wk.DISABLED]
+    missing = [p for p in PEERS if not wk.available(p) and p not in wk.DISABLED]  # numba: always there
     if missing:
         print(f"not installed, not compared: {', '.join(missing)} (pip install -e '.[bench]')", file=sys.stderr)
     return 0

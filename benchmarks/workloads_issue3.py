@@ -56,12 +56,17 @@ LABELS = {
     "torch": "torch",
 }
 
-DISABLED: set[str] = set()  # peer names ("jax", "torch", "autograd") the runner was told to skip
+DISABLED: set[str] = set()  # peers ("jax", "torch", "autograd", "numba": its baselines) not to run
 
 
 def available(peer: str) -> bool:
     """Whether a peer is importable and not disabled; does not import it."""
-    return peer not in DISABLED and importlib.util.find_spec(peer) is not None
+    if peer in DISABLED:
+        return False
+    try:
+        return importlib.util.find_spec(peer) is not None
+    except (ImportError, ValueError):  # a broken install, or a module set to None in sys.modules
+        return False
 
 
 def has_jit() -> bool:
@@ -216,7 +221,8 @@ def w1(quick: bool) -> Workload:
         k = njit(_w1_grad_scalar)
         return System(lambda: k(*args))
 
-    fac["numba"] = numba_factory
+    if available("numba"):
+        fac["numba"] = numba_factory
     if available("autograd"):
 
         def ag_factory() -> System:
@@ -431,7 +437,8 @@ def w3(quick: bool) -> Workload:
         k = njit(_w3_grad_loop)
         return System(lambda: k(x))
 
-    fac["numba"] = numba_factory
+    if available("numba"):
+        fac["numba"] = numba_factory
     _model_peers(fac, make_w3, (x,))
     return Workload(
         "W3",
@@ -493,7 +500,8 @@ def w4(quick: bool) -> Workload:
 
         return System(call)
 
-    fac["numba"] = numba_factory
+    if available("numba"):
+        fac["numba"] = numba_factory
     _model_peers(fac, bench_core.make_rnn_loss, args)
     return Workload(
         "W4",
@@ -581,7 +589,8 @@ def w5(quick: bool) -> Workload:
         k = njit(_w5_grad_loop)
         return System(lambda: k(x))
 
-    fac["numba"] = numba_factory
+    if available("numba"):
+        fac["numba"] = numba_factory
     _model_peers(fac, make_w5, (x,))
     if "jax" in fac:  # jax.jit cannot run this loop; the row shows the error it raises
 
@@ -676,7 +685,8 @@ def w6(quick: bool) -> Workload:
         k = njit(_rosenbrock_hvp_loop)
         return System(lambda: k(x, v))
 
-    fac["numba"] = numba_factory
+    if available("numba"):
+        fac["numba"] = numba_factory
     if available("autograd"):
 
         def ag_factory() -> System:
