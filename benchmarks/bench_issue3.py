@@ -103,6 +103,10 @@ class Result:
     cells: dict[str, Cell]
     checks: list[str] = field(default_factory=list)
     jit_ok: bool | None = None  # jit(grad) right on every call of jit_check; None when not checked
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def label(self, name: str) -> str:
+        return self.labels.get(name, wk.LABELS[name])
 
 
 # --------------------------------------------------------------------------- timing
@@ -168,7 +172,7 @@ def _short(e: BaseException) -> str:
 def measure(key: str, s: Settings) -> Result:
     """Build a workload's systems, check them against gradjit ``grad``, then time each that agrees."""
     wl = wk.build(key, s.quick)
-    res = Result(wl.key, wl.title, wl.what, {})
+    res = Result(wl.key, wl.title, wl.what, {}, labels=dict(wl.labels))
     systems: dict[str, wk.System] = {}
     for name in wk.LABELS:
         if name not in wl.factories:
@@ -186,7 +190,7 @@ def measure(key: str, s: Settings) -> Result:
         if name == "gj":
             continue
         try:
-            check_agreement(system.call(), reference, f"{key}: {wk.LABELS[name]} vs gradjit grad")
+            check_agreement(system.call(), reference, f"{key}: {wl.label(name)} vs gradjit grad")
         except AssertionError as e:
             res.cells[name].error = "DISAGREES with gradjit grad: " + str(e).strip().splitlines()[-1][:120]
             del systems[name]
@@ -570,7 +574,7 @@ def workload_rows(res: Result) -> list[list[str]]:
         note = "; ".join(n for n in (c.error, c.note) if n)
         rows.append(
             [
-                wk.LABELS[name],
+                res.label(name),
                 fmt_time(c.trace),
                 fmt_time(c.first),
                 "fails" if c.error else fmt_time(c.steady),
@@ -635,10 +639,11 @@ def _target_rows(rep: Report) -> list[list[str]]:
 
 
 def _memory_rows(rep: Report) -> list[list[str]]:
-    return [
-        [wk.LABELS[n], fmt_bytes(m["tracemalloc"]) if "tracemalloc" in m else "-", fmt_bytes(m.get("rss", "-"))]
-        for n, m in rep.memory.items()
-    ]
+    rows = []
+    for n, m in rep.memory.items():
+        traced = fmt_bytes(m["tracemalloc"]) if "tracemalloc" in m else "-"
+        rows.append([rep.results["W2L"].label(n), traced, fmt_bytes(m.get("rss", "-"))])
+    return rows
 
 
 def _sections(rep: Report) -> Iterator[tuple[str, str, list[str], list[list[str]]]]:

@@ -94,6 +94,10 @@ class Workload:
     jit_check: Callable[[Callable], list[str]] | None = None
     first_call: tuple[str, ...] = ("gj", "gj_jit", "jax_jit")  # systems timed in a fresh process
     meta: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # overrides of LABELS for this workload
+
+    def label(self, name: str) -> str:
+        return self.labels.get(name, LABELS[name])
 
 
 # --------------------------------------------------------------------------- peers, loaded lazily
@@ -733,6 +737,12 @@ def w6(quick: bool) -> Workload:
         fac,
         exact=lambda: rosenbrock_hvp_numpy(x, v),
         meta={"gradjit_mode": how},
+        labels={
+            "gj": "gradjit hvp" if forward_over_reverse else "gradjit grad(grad.v)",
+            "gj_jit": "gradjit jit(hvp)",
+            "jax_jit": "jax jit(hvp)",
+            "jax": "jax hvp (no jit)",
+        },
     )
 
 
