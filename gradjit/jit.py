@@ -332,11 +332,15 @@ class Jitted:
         stats = self.stats
         stats["calls"] += 1
         # Positional leaves only (the common case) skip pytree.flatten: the key's first part says which.
-        if not kwargs and not any(type(a) in _CONTAINERS or isinstance(a, (tuple, list, dict)) for a in args):
-            leaves, td = args, len(args)
-        else:
+        leaves, td = args, len(args)
+        if kwargs:
             leaves, td = pytree.flatten((args, kwargs))
-        keys = tuple([_leaf_key(x) for x in leaves])
+        else:
+            for a in args:
+                if type(a) in _CONTAINERS or isinstance(a, _CONTAINERS):
+                    leaves, td = pytree.flatten((args, kwargs))
+                    break
+        keys = tuple([_FLOAT if type(x) is float else _leaf_key(x) for x in leaves])
         if _UNSUPPORTED in keys:
             stats["uncompiled"] += 1
             return self.fn(*args, **kwargs)
