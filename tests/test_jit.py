@@ -79,6 +79,17 @@ def test_later_calls_do_not_run_the_python_function() -> None:
         assert_same(jf(x + k), np.sum(np.tanh(x + k) * (x + k)))
     assert len(runs) == 2
     assert jf.stats["hits"] == 5 and jf.stats["traces"] == 1
+    assert "side effect" in jf.explain()  # `runs` changed while tracing: not replayed, not checked
+
+    count = 0
+
+    def g(x):
+        nonlocal count
+        count += 1
+        return x * 2.0
+
+    jg = jit(g)
+    assert [jg(1.0), jg(2.0), jg(3.0)] == [2.0, 4.0, 6.0] and count == 1
 
 
 def test_jit_grad_of_the_branch_example_flips_and_is_never_stale() -> None:
