@@ -145,7 +145,8 @@ class _Part:
         self.tangents: tuple | None = None
 
     def _layout(self) -> tuple:
-        return (self.region.key(), tuple(self.exports.items()), self.n_in, self.diff, self.sweep)
+        region = self.region
+        return (region.name, region.key(), tuple(self.exports.items()), self.n_in, self.diff, self.sweep)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Part) and self._layout() == other._layout()
