@@ -25,9 +25,10 @@ How
   those that do not (work on captured values only, ``np.sin(W)`` with ``W`` captured) are kept where
   they are. The exports are re-defined by ``checkpoint`` equations that reuse their ``Var`` objects,
   so tracers handed out stay valid. A traced value ``fn`` captured from outside (a closure, a
-  global ``jit`` lifted) becomes one more region input (closure conversion). Constants that only the
-  removed equations used are removed; the simplifier's table (``Trace.cse``) forgets removed
-  variables.
+  global ``jit`` lifted) becomes one more region input (closure conversion). An argument ``fn``
+  updated in place (``h += 1``) is one more output, and the caller's tracer is rebound to it
+  afterwards, as without the checkpoint. Constants that only the removed equations used are
+  removed; the simplifier's table (``Trace.cse``) forgets removed variables.
 - The recomputation **replays the structure** (``bind`` per equation) on the recorded input values
   rather than calling ``fn`` again: the same path by construction, the same random numbers drawn in
   ``fn`` (they are constants of the structure), no Python re-run. Replayed on concrete values it is
@@ -71,6 +72,7 @@ from . import pytree
 from . import tracing as _tracing
 from .errors import GradjitError
 from .forward import forward
+from .numpy_api import _rebind
 from .reverse import backward
 from .taylor import deftaylor, propagate
 from .tracing import Primitive, Trace, Tracer, bind, const_key, new_trace
@@ -491,6 +493,7 @@ def _call(fn: Callable, policy: str, args: tuple, kwargs: dict) -> Any:
     stack.append(region_trace)
     try:
         new = [region_trace.new_input(x) if type(x) is Tracer else x for x in leaves]
+        new_tracers = [t for t in new if type(t) is Tracer]
         a, kw = pytree.unflatten(td, new)
         out = fn(*a, **kw)
     finally:
@@ -500,6 +503,13 @@ def _call(fn: Callable, policy: str, args: tuple, kwargs: dict) -> Any:
     out_leaves, out_td = pytree.flatten(out)
     results = [x._value if type(x) is Tracer and x._trace is region_trace else x for x in out_leaves]
     out_indices = [x._var.index if type(x) is Tracer and x._trace is region_trace else -1 for x in out_leaves]
+    # An argument fn updated in place (``h += 1``, ``h[0] = y``) is one more output: after the cut the
+    # caller's tracer is rebound to it, as it would have been without the checkpoint.
+    mutated = []
+    for leaf, t, var in zip([x for x in leaves if type(x) is Tracer], new_tracers, region_trace.inputs):
+        if t._trace is region_trace and t._var is not var and type(t._value) is Tracer:
+            mutated.append((leaf, t._value))
+            out_indices.append(t._var.index)
 
     # Region inputs: the traced arguments, then traced values fn captured (closure conversion).
     inputs = [x for x in leaves if type(x) is Tracer]
@@ -526,6 +536,8 @@ def _call(fn: Callable, policy: str, args: tuple, kwargs: dict) -> Any:
     if removed.vars or removed.consts:
         for t in real:
             _forget(t, removed)
+    for leaf, value in mutated:
+        _rebind(leaf, value)
     return pytree.unflatten(out_td, results)
 
 

@@ -180,6 +180,22 @@ def test_integer_inputs_and_outputs(rng):
     assert np.array_equal(gj.grad(loss)(x, idx), want)
 
 
+def test_arguments_updated_in_place_are_rebound(rng):
+    def block(h, y):
+        h += 1.0
+        y[1:] = np.sin(y[:-1])
+        return np.tanh(h * y)
+
+    def loss(x, y, ck):
+        out = (checkpoint(block) if ck else block)(x, y)
+        return np.sum(x * out * y)  # x and y as updated by block
+
+    x, y = rng.normal(size=5), rng.normal(size=5)
+    want = gj.grad(loss, argnums=(0, 1))(x, y, False)
+    got = gj.grad(loss, argnums=(0, 1))(x, y, True)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
 def test_without_an_active_trace_it_is_the_function(rng):
     x = rng.normal(size=3)
     assert np.array_equal(checkpoint(np.tanh)(x), np.tanh(x))
