@@ -55,6 +55,8 @@ Invariants
   exact zero in a multi-export region.
 - A checkpoint inside a checkpointed function, or any checkpoint in debug mode
   (``gradjit.debug_nans``), is inlined: ``fn`` is simply called.
+- User primitives inside ``fn`` are recomputed like everything else: one with hidden randomness
+  would not recompute the same (NumPy randomness drawn in ``fn`` itself is a constant: safe).
 - A ``checkpoint`` equation only makes sense in the trace it was cut into (its ``part`` param holds
   that level's layout and kept values).
 """
