@@ -64,7 +64,7 @@ class Config:
         _simplify.ENABLED = bool(enabled)
 
     def __repr__(self) -> str:
-        return f"gradjit.config(debug_nans={self.debug_nans}, executor={self.executor!r})"
+        return f"gradjit.config(debug_nans={self.debug_nans})"
 
 
 config = Config()
