@@ -571,7 +571,8 @@ def workload_rows(res: Result) -> list[list[str]]:
         ref_jit = res.cells["gj_jit"].steady
     rows = []
     for name, c in res.cells.items():
-        note = "; ".join(n for n in (c.error, c.note) if n)
+        # A failure with an explanatory note shows the error's type only (its message is long).
+        note = f"{c.error.split(':')[0]}: {c.note}" if c.error and c.note else (c.error or c.note)
         rows.append(
             [
                 res.label(name),
@@ -749,6 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated workloads: W1,W2,W2s,W2L,W3,W4,W5,W6,W7,W7k1..W7k8")
     parser.add_argument("--skip", default="", help="comma-separated systems not to run: autograd,jax,torch,numba")
     parser.add_argument("--no-subprocess", action="store_true", help="skip first-call, RSS and import measurements")
+    parser.add_argument("--executor", help="gradjit executor for this run and its child processes (gj.config.executor)")
     parser.add_argument("--first-call-runs", type=int, default=None, help="fresh processes per first-call time")
     parser.add_argument("--out", type=Path, default=None, help=f"Markdown results file (default {RESULTS}; "
                         "none for --quick unless given)")  # fmt: skip
@@ -757,6 +759,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = wk.DISABLED - set(PEERS)
     if unknown:
         raise SystemExit(f"--skip: unknown peers {sorted(unknown)}; known: {', '.join(PEERS)}")
+    if args.executor:
+        gj.config.executor = args.executor  # validates the name
+        os.environ["GRADJIT_EXECUTOR"] = args.executor  # child processes read it at import
     s = Settings.for_quick() if args.quick else Settings()
     s.subprocesses = not args.no_subprocess
     if args.first_call_runs is not None:

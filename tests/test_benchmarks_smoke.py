@@ -139,7 +139,11 @@ def test_issue3_systems_follow_what_is_available(bench3) -> None:
 def test_issue3_quick_run_writes_every_section(bench3, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "issue3.md"
     argv = ["--quick", "--only", "W1,W2L,W7k1,W7k2", "--no-subprocess", "--skip", "jax,torch", "--out", str(out)]
-    assert bench3.main(argv) == 0
+    executor = gj.config.executor
+    try:
+        assert bench3.main([*argv, "--executor", executor]) == 0
+    finally:
+        gj.config.executor = executor  # main sets it (globally) from --executor
     printed, text = capsys.readouterr().out, out.read_text()
     for title in ("W1 scalar branch", "W2 MLP 8x20-16-10", "W7 k-th derivative of tanh", "Peak memory", "Targets"):
         assert title in printed and f"## {title}" in text
