@@ -26,6 +26,7 @@ import numpy as np
 
 from . import pytree
 from .errors import ArgnumsError, NonDifferentiableInputError, NonScalarOutputError
+from .placement import full, put
 from .primitives import stop_gradient_p
 from .pytree import is_float_leaf, like_leaf
 from .reverse import backward, zeros_cotangent
@@ -189,7 +190,7 @@ def value_and_grad(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> 
             out, aux = out
         var = _scalar_output(out, trace, f, op)
         value = _unwrap(out, trace)
-        ct = {} if var is None else backward(trace.eqns, {var.index: one(var.dtype)}, trace.level)
+        ct = {} if var is None else backward(trace.eqns, {var.index: put(one(var.dtype), like=out)}, trace.level)
         grads = _input_grads(traced, ct, single)
         if has_aux:
             return (value, _unwrap_tree(aux, trace)), grads
@@ -256,7 +257,9 @@ def elementwise_grad(f: Callable, argnums: Argnums = 0) -> Callable:
         traced = _run_traced(f, args, kwargs, nums, op, strict=True)
         out = traced.out
         if type(out) is Tracer and out._trace is traced.trace and out.dtype.kind == "f":
-            ct = backward(traced.trace.eqns, {out._var.index: np.ones(out.shape, dtype=out.dtype)}, traced.trace.level)
+            ct = backward(
+                traced.trace.eqns, {out._var.index: full(out.shape, 1, out.dtype, like=out)}, traced.trace.level
+            )
         else:
             ct = {}
         return _input_grads(traced, ct, single)

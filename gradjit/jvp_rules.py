@@ -36,6 +36,7 @@ import numpy as np
 
 from . import tracing as _tracing
 from .nn import ops as _nn
+from .placement import full, put, zeros
 from .primitives import (
     P,
     broadcast_to_p,
@@ -74,7 +75,7 @@ def _dtype(x: Any) -> np.dtype:
 
 
 def _zeros_like(x: Any) -> Any:
-    return np.zeros(np.shape(x), dtype=_dtype(x))
+    return zeros(np.shape(x), _dtype(x), like=x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def _partials_jvp(vjp_rule: Callable) -> Callable:
     product with ``t`` summed over the reduced axes."""
 
     def rule(t: Any, ans: Any, x: Any, axis: tuple[int, ...], keepdims: bool) -> Any:
-        partials = vjp_rule(np.ones(np.shape(ans), dtype=_dtype(ans)), ans, x, axis, keepdims)
+        partials = vjp_rule(full(np.shape(ans), 1, _dtype(ans), like=ans), ans, x, axis, keepdims)
         return reduce_sum_p(partials * t, axis=axis, keepdims=keepdims)
 
     return rule
@@ -242,7 +243,7 @@ def _cholesky_jvp(t: Any, L: Any, x: Any) -> Any:
     # dL = L phi(L^-1 dA L^-T), phi = lower triangle with the diagonal halved (Murray 2016), with
     # dA the symmetric part of the tangent: the same map whose transpose the VJP rule computes.
     n = np.shape(L)[-1]
-    half_diag = np.tril(np.ones((n, n))) - 0.5 * np.eye(n)
+    half_diag = put(np.tril(np.ones((n, n))) - 0.5 * np.eye(n), like=L)
     sym = 0.5 * (t + _mT(t))
     linv = np.linalg.inv(L)
     return matmul_p(L, matmul_p(matmul_p(linv, sym), _mT(linv)) * half_diag)
@@ -337,7 +338,7 @@ def transposed_jvp(prim: Primitive) -> Callable[..., Any]:
         from .tracing import new_trace
 
         with new_trace() as trace:
-            u = trace.new_input(np.ones(np.shape(ans), dtype=_dtype(ans)))
+            u = trace.new_input(full(np.shape(ans), 1, _dtype(ans), like=ans))
             if prim.vjp_all is not None:
                 contribs = list(prim.vjp_all(u, ans, *args, **params))
             else:
@@ -361,7 +362,9 @@ def transposed_jvp(prim: Primitive) -> Callable[..., Any]:
         if type(total) is not Tracer or total._trace is not trace:
             return ZERO  # no contribution depends on u: the rules say the derivative is zero
         # Keep the phase of the sweep this rule runs in: the equations it emits belong to that sweep.
-        ct = backward(trace.eqns, {total._var.index: np.ones(total.shape, total.dtype)}, level=_tracing._PHASE)
+        ct = backward(
+            trace.eqns, {total._var.index: full(total.shape, 1, total.dtype, like=total)}, level=_tracing._PHASE
+        )
         return ct.get(u._var.index, ZERO)
 
     jvp_all.transposed_from = prim  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UnsupportedOperationError
+from .placement import DeviceArray, full, zeros
 from .primitives import (
     ARRAY,
     UFUNC_TO_PRIM,
@@ -464,12 +465,12 @@ def dot(a: Any, b: Any, out: Any = None) -> Any:
 
 @implements(np.zeros_like)
 def zeros_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, **kw: Any) -> Any:
-    return np.zeros(shape_of(a) if shape is None else shape, dtype=dtype or dtype_of(a))
+    return zeros(shape_of(a) if shape is None else shape, dtype or dtype_of(a), like=a)
 
 
 @implements(np.ones_like)
 def ones_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, **kw: Any) -> Any:
-    return np.ones(shape_of(a) if shape is None else shape, dtype=dtype or dtype_of(a))
+    return full(shape_of(a) if shape is None else shape, 1, dtype or dtype_of(a), like=a)
 
 
 @implements(np.full_like)
@@ -479,7 +480,7 @@ def full_like(a: Any, fill_value: Any, dtype: Any = None, order: str = "K", subo
     dt = dtype or dtype_of(a)
     if type(fill_value) is Tracer:  # a traced fill value keeps its gradient
         return broadcast_to(astype(fill_value, dt), tuple(s) if not isinstance(s, int) else (s,))
-    return np.full(s, fill_value, dtype=dt)
+    return full(s, fill_value, dt, like=a)
 
 
 @implements(np.shape)
@@ -550,7 +551,7 @@ def split_index(x: Any, idx: Any) -> tuple[tuple, tuple]:
             else:
                 raise IndexError(f"arrays used as indices must be of integer or boolean type, not {item.dtype}")
         else:
-            arr = np.asarray(item)
+            arr = item if isinstance(item, DeviceArray) else np.asarray(item)  # device indices stay there
             if arr.dtype.kind == "b":
                 for row in np.nonzero(arr):
                     tree.append(ARRAY)

@@ -39,6 +39,7 @@ from .numpy_api import (
     transpose,
     unsupported,
 )
+from .placement import put
 from .primitives import (
     P,
     cholesky_p,
@@ -196,7 +197,7 @@ def einsum_operand_grad(g: Any, operands: tuple, subscripts: str, i: int) -> Any
             d = next(fresh)
             renamed.append(d)
             eye_terms.append(c + d)
-            eyes.append(np.eye(n, dtype=dtype_of(g)))
+            eyes.append(put(np.eye(n, dtype=dtype_of(g)), like=g))
         else:
             renamed.append(c)
     other_terms = [t for j, t in enumerate(terms) if j != i]
@@ -320,7 +321,7 @@ def matrix_power(a: Any, n: Any) -> Any:
     if len(s) < 2 or s[-1] != s[-2]:
         raise np.linalg.LinAlgError("Last 2 dimensions of the array must be square")
     if n == 0:
-        return np.broadcast_to(np.eye(s[-1], dtype=dtype_of(a)), s).copy()
+        return np.copy(np.broadcast_to(put(np.eye(s[-1], dtype=dtype_of(a)), like=a), s))
     if n < 0:
         a, n = inv(a), -n
     result, base = None, a

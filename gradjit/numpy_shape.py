@@ -40,6 +40,7 @@ from .numpy_api import (
     shape_of,
     transpose,
 )
+from .placement import put, zeros
 from .primitives import ARRAY, P, getitem_p, index_set_p, select_p
 from .tracing import Tracer
 
@@ -436,7 +437,7 @@ def diag(v: Any, k: int = 0) -> Any:
     n = s[0] + abs(k)
     idx = np.arange(s[0])
     rows, cols = idx + max(-k, 0), idx + max(k, 0)
-    return index_set_p(np.zeros((n, n), dtype=dtype_of(v)), v, rows, cols, tree=(ARRAY, ARRAY))
+    return index_set_p(zeros((n, n), dtype_of(v), like=v), v, rows, cols, tree=(ARRAY, ARRAY))
 
 
 @implements(np.trace)
@@ -453,8 +454,8 @@ def _triangle(m: Any, k: int, upper: bool) -> Any:
     rows, cols = (s[-2], s[-1]) if len(s) >= 2 else (s[-1], s[-1])
     zero = np.zeros(1, dtype=dtype_of(m))
     if upper:
-        return select_p(np.tri(rows, cols, k=_int(k) - 1, dtype=bool), zero, m)
-    return select_p(np.tri(rows, cols, k=_int(k), dtype=bool), m, zero)
+        return select_p(put(np.tri(rows, cols, k=_int(k) - 1, dtype=bool), like=m), zero, m)
+    return select_p(put(np.tri(rows, cols, k=_int(k), dtype=bool), like=m), m, zero)
 
 
 @implements(np.triu)

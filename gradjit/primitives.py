@@ -73,7 +73,8 @@ def _round(x: Any, decimals: int = 0) -> Any:
 
 
 def _astype(x: Any, dtype: np.dtype) -> Any:
-    return np.asarray(x).astype(dtype) if not isinstance(x, np.ndarray) else x.astype(dtype)
+    # Arrays (host or device) convert themselves; scalars become 0-d arrays.
+    return x.astype(dtype) if hasattr(x, "astype") and not isinstance(x, np.generic) else np.asarray(x).astype(dtype)
 
 
 def _stop_gradient(x: Any) -> Any:
@@ -127,7 +128,7 @@ def _cumprod(x: Any, axis: int) -> Any:
 
 
 def _nonzero(x: Any) -> Any:
-    return np.array(np.nonzero(x), dtype=np.intp).reshape(np.ndim(x), -1)
+    return np.reshape(np.stack(np.nonzero(x)).astype(np.intp, copy=False), (np.ndim(x), -1))
 
 
 argmax_p = primitive("argmax", _argmax, "reduction")
@@ -172,7 +173,7 @@ def _getitem(x: Any, *arrays: Any, tree: tuple) -> Any:
 
 
 def _index_add(x: Any, v: Any, *arrays: Any, tree: tuple) -> Any:
-    out = np.array(x, copy=True)
+    out = np.copy(x)  # np.copy dispatches: a device array is copied on the device
     idx = build_index(tree, arrays)
     if arrays:
         np.add.at(out, idx, v)  # repeated indices accumulate
@@ -182,7 +183,7 @@ def _index_add(x: Any, v: Any, *arrays: Any, tree: tuple) -> Any:
 
 
 def _index_set(x: Any, v: Any, *arrays: Any, tree: tuple) -> Any:
-    out = np.array(x, copy=True)
+    out = np.copy(x)  # np.copy dispatches: a device array is copied on the device
     out[build_index(tree, arrays)] = v
     return out
 

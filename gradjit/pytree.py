@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .placement import DeviceArray
 from .tracing import Tracer
 
 __all__ = ["flatten", "unflatten", "tree_map", "like_leaf", "is_float_leaf", "TreeDef"]
@@ -114,6 +115,9 @@ def like_leaf(value: Any, leaf: Any) -> Any:
         return value
     if type(leaf) is float:
         return float(value)
+    if type(leaf) is DeviceArray:  # a device leaf's gradient lives on the device too
+        value = value if type(value) is DeviceArray else leaf.device_put(value)
+        return value if value.dtype == leaf.dtype else value.astype(leaf.dtype)
     if isinstance(leaf, np.ndarray):
         value = np.asarray(value)
         return value if value.dtype == leaf.dtype else value.astype(leaf.dtype)
@@ -123,8 +127,8 @@ def like_leaf(value: Any, leaf: Any) -> Any:
 
 
 def is_float_leaf(x: Any) -> bool:
-    """A differentiable leaf: a Python ``float``, or a float NumPy array, scalar or traced value."""
+    """A differentiable leaf: a Python ``float``, or a float NumPy array, scalar, device array or traced value."""
     if type(x) is float:
         return True
     dt = getattr(x, "dtype", None)
-    return dt is not None and dt.kind == "f" and isinstance(x, (np.ndarray, np.generic, Tracer))
+    return dt is not None and dt.kind == "f" and isinstance(x, (np.ndarray, np.generic, Tracer, DeviceArray))

@@ -24,6 +24,7 @@ import numpy as np
 from . import debug as _debug
 from . import tracing as _tracing
 from .errors import NoVJPError
+from .placement import zeros
 from .primitives import astype_p, broadcast_to_p, reduce_sum_p, reshape_p
 from .tracing import ZERO, Tracer
 from .wengert import Eqn, Var
@@ -143,5 +144,5 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
 def zeros_cotangent(var: Var) -> Any:
     value = var.value
     if type(value) is Tracer:
-        return np.zeros(var.shape, dtype=var.dtype)
+        return zeros(var.shape, var.dtype, like=value)
     return np.zeros_like(value)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .placement import full, put, zeros
 from .primitives import P, getitem_p, index_add_p, index_set_p
 from .tracing import ZERO, Primitive
 
@@ -173,7 +174,7 @@ def _prod_vjp(g: Any, ans: Any, x: Any, axis: tuple[int, ...], keepdims: bool) -
     rest = tuple(i for i in range(len(shape)) if i not in axis)
     perm = rest + axis
     xt = np.reshape(np.transpose(x, perm), tuple(shape[i] for i in rest) + (-1,))
-    ones = np.ones(xt.shape[:-1] + (1,), dtype=xt.dtype)
+    ones = full(xt.shape[:-1] + (1,), 1, xt.dtype, like=xt)
     left = cumprod(np.concatenate([ones, xt[..., :-1]], axis=-1), axis=-1)
     right = cumprod(np.concatenate([ones, xt[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
     others = np.reshape(left * right, tuple(shape[i] for i in perm))
@@ -197,7 +198,7 @@ def _cumprod_vjp(g: Any, ans: Any, x: Any, axis: int) -> Any:
         out = cumprod_scan(xt, axis)
     ct = backward(trace.eqns, {out._var.index: g})
     c = ct.get(xt._var.index)
-    return np.zeros(np.shape(x)) if c is None else c
+    return zeros(np.shape(x), np.float64, like=x) if c is None else c
 
 
 defvjp(P("reduce_sum"), _sum_vjp)
@@ -214,7 +215,7 @@ for _name in ("reduce_any", "reduce_all", "argmax", "argmin", "argsort", "nonzer
 # Movement and indexing
 # ---------------------------------------------------------------------------------------------
 def _getitem_vjp(g: Any, ans: Any, x: Any, *arrays: Any, tree: tuple) -> Any:
-    return index_add_p(np.zeros(np.shape(x), dtype=np.result_type(g)), g, *arrays, tree=tree)
+    return index_add_p(zeros(np.shape(x), np.result_type(g), like=g), g, *arrays, tree=tree)
 
 
 def _index_vjp_x(g: Any, ans: Any, x: Any, v: Any, *arrays: Any, tree: tuple) -> Any:
@@ -236,8 +237,8 @@ def _index_set_vjp_v(g: Any, ans: Any, x: Any, v: Any, *arrays: Any, tree: tuple
     gv = getitem_p(g, *arrays, tree=tree)
     if not arrays:
         return gv  # basic indexing writes each position once
-    slots = np.arange(int(np.prod(np.shape(gv), dtype=np.int64))).reshape(np.shape(gv))
-    owner = index_set_p(np.full(np.shape(x), -1, dtype=np.int64), slots, *arrays, tree=tree)
+    slots = put(np.arange(int(np.prod(np.shape(gv), dtype=np.int64))).reshape(np.shape(gv)), like=g)
+    owner = index_set_p(full(np.shape(x), -1, np.int64, like=g), slots, *arrays, tree=tree)
     won = getitem_p(owner, *arrays, tree=tree) == slots
     if isinstance(won, np.ndarray) and won.all():
         return gv  # no repeated indices (concrete indices only: traced ones may change between calls)
@@ -319,7 +320,7 @@ def _cholesky_vjp(g: Any, L: Any, x: Any) -> Any:
     # Murray (2016): with phi(A) = tril(A) with its diagonal halved,
     # S = L^-T phi(L^T g) L^-1, and the symmetric gradient is (S + S^T) / 2.
     n = np.shape(L)[-1]
-    half_diag = np.tril(np.ones((n, n))) - 0.5 * np.eye(n)
+    half_diag = put(np.tril(np.ones((n, n))) - 0.5 * np.eye(n), like=L)
     phi = (_mT(L) @ g) * half_diag
     linv = np.linalg.inv(L)
     s = _mT(linv) @ phi @ linv

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import simplify as _simplify
 from .errors import EscapedTracerError, TracerConversionError
+from .placement import DeviceArray
 from .wengert import Const, Eqn, Guard, Lit, Var, Wengert
 
 __all__ = ["Primitive", "Trace", "Tracer", "bind", "new_trace", "ZERO"]
@@ -126,7 +127,7 @@ class Trace:
         # operators rebind a tracer object to a new variable, and the recorded constant must keep
         # the value it had when it was used (the reverse sweep reads it later).
         is_tracer = type(value) is Tracer
-        if not is_tracer and not isinstance(value, (np.ndarray, np.generic)):
+        if not is_tracer and not isinstance(value, (np.ndarray, np.generic, DeviceArray)):
             value = np.asarray(value)  # keyed after conversion: the array is kept alive, its id stays unique
         key = const_key(value)
         c = self._const_ids.get(key)
