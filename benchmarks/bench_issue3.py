@@ -419,8 +419,10 @@ def versions() -> dict[str, str]:
     for dist in ("autograd", "jax", "jaxlib", "torch"):
         peer = "jax" if dist == "jaxlib" else dist
         info[dist] = _version(dist) if wk.available(peer) else ("skipped" if peer in wk.DISABLED else "not installed")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
     info["machine"] = (
-        f"{_cpu()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}; one thread per system"
+        f"{_cpu()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}; one thread per system; "
+        f"load average {load} at the end of the run (other processes make times noisy)"
     )
     return info
 
@@ -615,10 +617,8 @@ def _text_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def _md_table(head: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
-    out = [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" if i < right_from else "---:" for i in range(len(head))) + "|",
-    ]
+    align = ["---" if i < right_from or h in ("note", "status") else "---:" for i, h in enumerate(head)]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     out += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
     return out
 
