@@ -33,14 +33,20 @@ _CONVERT = {
 }
 
 
-def _check_guards(env: dict[int, Any], position: int, guards: list) -> None:
+def _check_guards(env: dict[int, Any], guards: list) -> None:
     for g in guards:
-        if g.position != position:
-            continue
         value = env[g.var.index]
         observed = value.shape[1] if g.kind == "count" else _CONVERT[g.kind](value)
         if observed != g.observed:
             raise GuardFailure(f"{g} failed: now {observed!r}")
+
+
+def guards_by_position(wl: Wengert) -> dict[int, list]:
+    """The list's guards grouped by the equation position where they are checked."""
+    at: dict[int, list] = {}
+    for g in wl.guards:
+        at.setdefault(g.position, []).append(g)
+    return at
 
 
 class ReferenceExecutor:
@@ -62,13 +68,13 @@ class ReferenceExecutor:
         def read(a: Any) -> Any:
             return a.value if type(a) is Lit else env[a.index]
 
-        guards = list(wl.guards)
+        at = guards_by_position(wl) if wl.guards else None
         for i, eqn in enumerate(wl.eqns):
-            if guards:
-                _check_guards(env, i, guards)
+            if at is not None and i in at:
+                _check_guards(env, at[i])
             env[eqn.out.index] = eqn.prim.impl(*[read(a) for a in eqn.ins], **eqn.params)
-        if guards:
-            _check_guards(env, len(wl.eqns), guards)
+        if at is not None and len(wl.eqns) in at:
+            _check_guards(env, at[len(wl.eqns)])
         return [None if a is None else read(a) for a in wl.outputs]
 
 
