@@ -58,6 +58,7 @@ from . import pytree, tracing
 from .capture import Binding, scan
 from .config import config
 from .errors import GradjitError, TracerConversionError, UnsupportedOperationError, user_line
+from .placement import DeviceArray
 from .tracing import OVERRIDES, Trace, Tracer, concrete
 from .wengert import Guard, Lit, Wengert, aval_str
 
@@ -122,6 +123,8 @@ def _conversion(example: Any) -> Callable[[Any], Any]:
         return t
     if isinstance(example, np.generic):
         return lambda v: v if type(v) is t else t(v)
+    if t is DeviceArray:
+        return _identity  # the device executor's results stay on the device
     return _as_array
 
 
@@ -159,7 +162,7 @@ def _leaf_key(x: Any) -> Any:
     t = type(x)
     if t is float:
         return _FLOAT
-    if t is np.ndarray or isinstance(x, (np.ndarray, np.generic)):
+    if t is np.ndarray or isinstance(x, (np.ndarray, np.generic, DeviceArray)):
         return (t, x.shape, x.dtype)
     if t is Tracer:
         return _UNSUPPORTED
@@ -171,7 +174,7 @@ def _leaf_key(x: Any) -> Any:
 
 
 def _is_input(x: Any) -> bool:
-    return type(x) is float or (isinstance(x, (np.ndarray, np.generic)) and x.dtype.kind in _INPUT_KINDS)
+    return type(x) is float or (isinstance(x, (np.ndarray, np.generic, DeviceArray)) and x.dtype.kind in _INPUT_KINDS)
 
 
 def _paths(tree: Any, prefix: str) -> list[str]:
@@ -349,7 +352,8 @@ class Jitted:
         failed: tuple[_Variant, tuple | None] | None = None
         if entry is not None:
             entry.calls += 1
-            ex = _EXECUTORS.get(self.executor or config.executor) or _executor(self.executor or config.executor)
+            name = self.executor or ("cuda" if any(type(x) is DeviceArray for x in leaves) else config.executor)
+            ex = _EXECUTORS.get(name) or _executor(name)
             for v in entry.variants if not self._warned else entry.variants[:1]:
                 inputs = [leaves[i] for i in entry.input_pos]
                 if v.bindings:

@@ -1,6 +1,7 @@
 """gradjit.kernels: the back end. Executors that run a Wengert list.
 
 - ``reference``: NumPy, one primitive at a time; simple and obviously correct, the oracle in tests.
+- ``cuda``: device arrays (``gradjit.to_device``), elementwise chains fused into CUDA kernels.
 
 Import direction is one way: kernels import gradjit's Wengert-list and primitive modules; gradjit
 reaches executors only through ``get_executor``.
@@ -10,7 +11,15 @@ from __future__ import annotations
 
 from .reference import ReferenceExecutor, run
 
-EXECUTORS = {"reference": ReferenceExecutor}
+
+def _cuda_executor():
+    """The CUDA executor (``cuda_exec``), imported only when asked for: it imports ``numba.cuda``."""
+    from .cuda_exec import CudaExecutor
+
+    return CudaExecutor()
+
+
+EXECUTORS = {"reference": ReferenceExecutor, "cuda": _cuda_executor}
 
 
 def get_executor(name: str = "reference"):

@@ -152,7 +152,8 @@ def plan(x: DeviceArray, index: Any) -> _Plan | DeviceArray:
     shape = tuple(n for _, _, n in before) + bshape + tuple(n for _, _, n in after)
     roles = [0] * v.ndim
     for j, (_, src, _) in enumerate(before):
-        roles[src] = j
+        if src is not None:
+            roles[src] = j
     for j, (_, src, _) in enumerate(after):
         if src is not None:
             roles[src] = p0 + len(bshape) + j

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ..placement import DeviceArray
 from ..primitives import primitive
 from ..rules import defvjp
 from ..tracing import ZERO, Tracer
@@ -56,8 +57,12 @@ __all__ = [
 Pair = tuple[int, int]
 
 
-def _k() -> Any:
-    """The kernel module, imported (and Numba with it) on first use."""
+def _k(*operands: Any) -> Any:
+    """The kernel module for these operands (CPU, or CUDA for device arrays), imported on first use."""
+    if any(type(a) is DeviceArray for a in operands):
+        from gradjit.kernels import cuda_conv
+
+        return cuda_conv
     from gradjit.kernels import conv
 
     return conv
@@ -67,37 +72,37 @@ def _k() -> Any:
 # Primitives: impls receive concrete arrays only.
 # ---------------------------------------------------------------------------------------------
 def _conv2d(x: Any, w: Any, stride: Pair, padding: Pair) -> np.ndarray:
-    return _k().conv2d(x, w, stride, padding)
+    return _k(x, w).conv2d(x, w, stride, padding)
 
 
 def _conv2d_grad_input(g: Any, w: Any, stride: Pair, padding: Pair, shape: tuple[int, ...]) -> np.ndarray:
-    return _k().conv2d_grad_input(g, w, stride, padding, shape)
+    return _k(g, w).conv2d_grad_input(g, w, stride, padding, shape)
 
 
 def _conv2d_grad_weight(x: Any, g: Any, stride: Pair, padding: Pair, shape: tuple[int, ...]) -> np.ndarray:
-    return _k().conv2d_grad_weight(x, g, stride, padding, shape)
+    return _k(x, g).conv2d_grad_weight(x, g, stride, padding, shape)
 
 
 def _max_pool2d(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
-    return _k().max_pool2d_gather(x, x, kernel, stride, padding)
+    return _k(x).max_pool2d_gather(x, x, kernel, stride, padding)
 
 
 def _max_pool2d_grad(g: Any, x: Any, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
-    return _k().max_pool2d_scatter(g, x, kernel, stride, padding)
+    return _k(g, x).max_pool2d_scatter(g, x, kernel, stride, padding)
 
 
 def _max_pool2d_gather(a: Any, x: Any, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
-    return _k().max_pool2d_gather(a, x, kernel, stride, padding)
+    return _k(a, x).max_pool2d_gather(a, x, kernel, stride, padding)
 
 
 def _avg_pool2d(x: Any, kernel: Pair, stride: Pair, padding: Pair, include_pad: bool) -> np.ndarray:
-    return _k().avg_pool2d(x, kernel, stride, padding, include_pad)
+    return _k(x).avg_pool2d(x, kernel, stride, padding, include_pad)
 
 
 def _avg_pool2d_grad(
     g: Any, kernel: Pair, stride: Pair, padding: Pair, include_pad: bool, shape: tuple[int, ...]
 ) -> np.ndarray:
-    return _k().avg_pool2d_grad(g, kernel, stride, padding, include_pad, shape)
+    return _k(g).avg_pool2d_grad(g, kernel, stride, padding, include_pad, shape)
 
 
 conv2d_p = primitive("conv2d", _conv2d, "contraction")
@@ -183,7 +188,7 @@ def pair(v: int | tuple[int, int] | list[int], name: str = "value") -> Pair:
 
 
 def _array(x: Any) -> Any:
-    return x if type(x) is Tracer or isinstance(x, np.ndarray) else np.asarray(x)
+    return x if type(x) is Tracer or isinstance(x, (np.ndarray, DeviceArray)) else np.asarray(x)
 
 
 def _check_nchw(op: str, x: Any) -> None:
