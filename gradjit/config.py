@@ -8,6 +8,8 @@ path). Environment variables give their initial values when gradjit is imported:
 - ``GRADJIT_DEBUG_NANS=1``: start with NaN/Inf debugging on (see ``gradjit.debug``).
 - ``GRADJIT_EXECUTOR=reference``: the executor ``gradjit.jit`` runs stored Wengert lists on (a name
   registered in ``gradjit.kernels``; checked when first used).
+- ``GRADJIT_CACHE_DIR=/path``: where compiled kernels are cached on disk (default
+  ``$XDG_CACHE_HOME/gradjit``, or ``~/.cache/gradjit``); see ``gradjit.kernels.cache``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ _TRUE = ("1", "true", "yes", "on")
 
 # The executor name; not validated at import (that would import gradjit.kernels eagerly).
 _executor = os.environ.get("GRADJIT_EXECUTOR", "").strip() or "reference"
+
+_cache_dir = os.environ.get("GRADJIT_CACHE_DIR", "").strip() or os.path.join(
+    os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache"), "gradjit"
+)
 
 
 class Config:
@@ -62,6 +68,17 @@ class Config:
     @simplify.setter
     def simplify(self, enabled: bool) -> None:
         _simplify.ENABLED = bool(enabled)
+
+    @property
+    def cache_dir(self) -> str:
+        """Where compiled kernels are cached on disk (``GRADJIT_CACHE_DIR``); read when a kernel module
+        is first loaded in the process."""
+        return _cache_dir
+
+    @cache_dir.setter
+    def cache_dir(self, path: str | os.PathLike) -> None:
+        global _cache_dir
+        _cache_dir = os.fspath(path)
 
     def __repr__(self) -> str:
         return f"gradjit.config(debug_nans={self.debug_nans})"

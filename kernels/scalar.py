@@ -1,0 +1,271 @@
+"""Scalar helpers for the CPU executor's compiled code: NumPy's exact scalar semantics in Numba.
+
+Every function here is ``@njit`` (small: LLVM inlines them) and works on ``float64`` and ``float32`` alike
+(``i``-prefixed ones on ``int64``); the interpreter's op loops and fused loops call them through the
+expressions of ``ops.EXPR``. They reproduce NumPy's definitions where Numba's or C's differ:
+
+- ``remainder``/``floor_divide``: NumPy's ``npy_divmod`` (the sign of the divisor; ``x // 0`` is
+  ``x / 0``), and the integer versions (``x // 0 == x % 0 == 0``);
+- ``maximum``/``minimum`` propagate NaN, ``fmax``/``fmin`` ignore it; ``sign(nan)`` is NaN;
+- ``logaddexp``/``logaddexp2`` as ``npy_logaddexp`` (``x == y`` handled exactly, so ``inf`` works);
+- ``sinc`` as ``numpy.sinc`` (``pi * x`` with ``x == 0`` replaced by ``1e-20``);
+- ``floor``, ``ceil``, ``trunc``, ``rint``, ``exp2``, ``cbrt``, ``log2`` call the C library by name
+  (``floor``/``floorf``, ...), as NumPy does; Python's ``math.floor`` would return an int.
+
+The transcendental functions ``exp``, ``log``, ``log1p``, ``expm1``, ``sin``, ``cos``, ``tanh`` come
+from ``gradjit.kernels.vmath`` when that module provides them (branch-free implementations LLVM can
+vectorize), otherwise from ``math`` (the C library). ``as_pointer`` turns an address into a typed
+pointer, for ``numba.carray`` over memory the executor owns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+_scalar = numba.njit(error_model="numpy")
+
+
+def like(x, c):
+    """The constant ``c`` in the type of ``x`` (Numba would promote ``float32 + 0.5`` to float64)."""
+    return c
+
+
+@overload(like)
+def _like(x, c):
+    if x == types.float32:
+        return lambda x, c: np.float32(c)
+    if x == types.float64:
+        return lambda x, c: np.float64(c)
+    return lambda x, c: np.int64(c)
+
+
+@intrinsic
+def as_pointer(typingctx, address, dtype):
+    """``as_pointer(address, np.float64)``: the int64 ``address`` as a ``float64*``."""
+    ptr_t = types.CPointer(dtype.dtype)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(ptr_t))
+
+    return ptr_t(address, dtype), codegen
+
+
+def _libm(name: str, arity: int = 1):
+    """An intrinsic calling the C library's ``name`` (``namef`` for float32) by symbol name."""
+
+    def typer(typingctx, *args):
+        if len(args) != arity or args[0] not in (types.float64, types.float32) or any(a != args[0] for a in args):
+            return None
+
+        def codegen(context, builder, signature, llargs):
+            ty = context.get_value_type(signature.args[0])
+            symbol = name if signature.args[0] == types.float64 else name + "f"
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * arity), symbol)
+            return builder.call(fn, llargs)
+
+        return args[0](*args), codegen
+
+    if arity == 1:
+
+        def call(typingctx, x):
+            return typer(typingctx, x)
+
+    else:
+
+        def call(typingctx, x, y):
+            return typer(typingctx, x, y)
+
+    call.__name__ = name
+    return intrinsic(call)
+
+
+floor = _libm("floor")
+ceil = _libm("ceil")
+trunc = _libm("trunc")
+rint = _libm("rint")
+exp2 = _libm("exp2")
+cbrt = _libm("cbrt")
+log2 = _libm("log2")
+fmod = _libm("fmod", 2)
+
+
+try:
+    from . import vmath as _vmath
+except ImportError:  # not written yet, or removed: the C library's functions
+    _vmath = None
+
+
+@_scalar
+def _exp(x):
+    return math.exp(x)
+
+
+@_scalar
+def _log(x):
+    return math.log(x)
+
+
+@_scalar
+def _log1p(x):
+    return math.log1p(x)
+
+
+@_scalar
+def _expm1(x):
+    return math.expm1(x)
+
+
+@_scalar
+def _sin(x):
+    return math.sin(x)
+
+
+@_scalar
+def _cos(x):
+    return math.cos(x)
+
+
+@_scalar
+def _tanh(x):
+    return math.tanh(x)
+
+
+def _pick(name: str, fallback):
+    fn = getattr(_vmath, name, None)
+    if fn is None:
+        return fallback
+    return fn if isinstance(fn, numba.core.registry.CPUDispatcher) else _scalar(fn)
+
+
+exp = _pick("exp", _exp)
+log = _pick("log", _log)
+log1p = _pick("log1p", _log1p)
+expm1 = _pick("expm1", _expm1)
+sin = _pick("sin", _sin)
+cos = _pick("cos", _cos)
+tanh = _pick("tanh", _tanh)
+
+
+@_scalar
+def remainder(a, b):
+    mod = fmod(a, b)
+    if b == 0:
+        return mod
+    if mod != 0:
+        if (b < 0) != (mod < 0):
+            mod += b
+    else:
+        mod = math.copysign(like(mod, 0.0), b)
+    return mod
+
+
+@_scalar
+def floor_divide(a, b):
+    if b == 0:
+        return a / b
+    mod = fmod(a, b)
+    div = (a - mod) / b
+    if mod != 0:
+        if (b < 0) != (mod < 0):
+            div -= like(div, 1.0)
+    if div != 0:
+        fl = floor(div)
+        if div - fl > like(div, 0.5):
+            fl += like(div, 1.0)
+        return fl
+    return math.copysign(like(div, 0.0), a / b)
+
+
+@_scalar
+def ifloor_divide(a, b):
+    if b == 0:
+        return a * 0
+    if b == -1:
+        return -a  # wraps for the smallest integer, as NumPy's does
+    q = a // b
+    return q
+
+
+@_scalar
+def iremainder(a, b):
+    if b == 0:
+        return a * 0
+    if b == -1:
+        return a * 0
+    return a % b
+
+
+@_scalar
+def maximum(a, b):
+    return a if (a >= b or a != a) else b
+
+
+@_scalar
+def minimum(a, b):
+    return a if (a <= b or a != a) else b
+
+
+@_scalar
+def fmax(a, b):
+    return a if (a >= b or b != b) else b
+
+
+@_scalar
+def fmin(a, b):
+    return a if (a <= b or b != b) else b
+
+
+@_scalar
+def sign(x):
+    if x > 0:
+        return like(x, 1.0)
+    if x < 0:
+        return like(x, -1.0)
+    return x * like(x, 0.0)  # 0 for +-0, NaN for NaN
+
+
+@_scalar
+def isign(x):
+    return (x > 0) - (x < 0)
+
+
+@_scalar
+def signbit(x):
+    return math.copysign(1.0, x) < 0
+
+
+@_scalar
+def logaddexp(x, y):
+    if x == y:
+        return x + like(x, 0.6931471805599453)  # log(2)
+    t = x - y
+    if t > 0:
+        return x + log1p(exp(-t))
+    if t <= 0:
+        return y + log1p(exp(t))
+    return t  # NaN
+
+
+@_scalar
+def logaddexp2(x, y):
+    if x == y:
+        return x + like(x, 1.0)
+    t = x - y
+    if t > 0:
+        return x + like(x, 1.4426950408889634) * log1p(exp2(-t))  # log2(e) * log1p
+    if t <= 0:
+        return y + like(x, 1.4426950408889634) * log1p(exp2(t))
+    return t
+
+
+@_scalar
+def sinc(x):
+    y = like(x, np.pi) * (x if x != 0 else like(x, 1.0e-20))
+    return sin(y) / y
