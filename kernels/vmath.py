@@ -53,8 +53,12 @@ Invariants
   the special cases (inf, nan, 0, -0, subnormals, overflow and underflow thresholds, out-of-domain
   arguments) are handled by comparisons at the end of each function and agree with NumPy.
 - No fast-math flags: inf and nan propagate as IEEE says. Polynomial steps use ``llvm.fmuladd``
-  (fused where the CPU has FMA, else a multiply and an add; the error bounds hold for both), while
-  the steps whose exactness matters (Cody-Waite products, Fast2Sum) are plain operations.
+  (fused where the target CPU has FMA, as every x86-64 CPU since 2013 and every ARM64 CPU does;
+  else a multiply and an add), while the steps whose exactness matters (Cody-Waite products,
+  Fast2Sum) are plain operations. The docstrings' numbers are measured with FMA; without it
+  (e.g. ``NUMBA_CPU_NAME=generic`` on x86-64) tanh's float64 error reaches 1.23 ulp (its Newton
+  step needs the fused residual) and expm1's 0.96 ulp, the others are unchanged. ``MAX_ULP``
+  holds both ways.
 - Error bounds: each function's docstring states the maximum error measured in ulps, against a
   reference computed in extended precision (x86 ``long double``, 11 extra bits for float64; float64
   for float32) and against NumPy itself; ``benchmarks/vmath_ulps.py`` measures them and writes
@@ -63,7 +67,8 @@ Invariants
   ``n * pi/2`` is no longer exact: the absolute error grows like ``|x| * 2^-53`` (about 1e-7 at
   1e9, so a few float32 ulps; ``O(1)`` past 1e16), the result stays finite and in [-1, 1] (``inf``
   and ``nan`` give ``nan``). A correct reduction there (Payne-Hanek) needs table look-ups; NumPy is
-  exact there.
+  exact there. A caller that must match NumPy everywhere can OR ``abs(x) > TRIG_EXACT_MAX`` into a
+  flag inside its loop (that vectorizes) and redo the rare flagged call another way.
 
 Constants: ``Q`` (exp/expm1), ``P`` (tanh) and the float32 polynomials are minimax fits made with
 mpmath's 60-digit arithmetic (Remez exchange, weighted by their contribution to the result); the log
@@ -73,13 +78,33 @@ mpmath's 60-digit arithmetic (Remez exchange, weighted by their contribution to 
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "apply", "FUNCTIONS", "MAX_ULP"]
+__all__ = [
+    "exp",
+    "log",
+    "log1p",
+    "expm1",
+    "sin",
+    "cos",
+    "tanh",
+    "apply",
+    "FUNCTIONS",
+    "MAX_ULP",
+    "TRIG_EXACT_MAX",
+    "CODE_VERSION",
+]
+
+CODE_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+"""Hash of this file. Numba's disk cache of a *caller* does not notice when code inlined into it
+changes: fold this into the cache key of generated code that calls these functions."""
 
 # ---------------------------------------------------------------------------------------------
 # LLVM-level helpers: bit casts and a contractible multiply-add.
@@ -670,9 +695,10 @@ MAX_ULP = {
     "expm1": {"float64": 1.0, "float32": 0.51},
     "sin": {"float64": 1.0, "float32": 0.51},
     "cos": {"float64": 1.0, "float32": 0.51},
-    "tanh": {"float64": 1.0, "float32": 0.51},
+    "tanh": {"float64": 1.25, "float32": 0.51},
 }
-"""Documented bound on the error in ulps against the exact value (sin, cos: for |x| <= 1.6e6)."""
+"""Bounds on the error in ulps against the exact value, with or without FMA (the tests' bounds;
+sin, cos: for |x| <= TRIG_EXACT_MAX). The docstrings give the measured maxima."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -808,6 +834,7 @@ def tanh(x):
     Max error against the exact value: 0.78 ulp (float64), 0.50 ulp (float32), measured on 10^7
     points per dtype over the whole domain (``benchmarks/vmath_ulps.py``). Differs from NumPy by
     at most 1 ulp (float64, where NumPy's own error reaches 1.19 ulp) and 1 ulp (float32).
+    Without FMA the float64 error reaches 1.23 ulp (see the module docstring).
     """
     return _TANH(x)
 
