@@ -454,7 +454,7 @@ class Jitted:
                 conv = _identity
                 atoms.append(Lit(leaf))
                 values.append(leaf)
-            elif isinstance(leaf, (np.ndarray, np.generic)):
+            elif isinstance(leaf, (np.ndarray, np.generic, DeviceArray)):
                 conv = trace.like_conversion(leaf) or _identity
                 atoms.append(trace.const(leaf))
                 values.append(conv(leaf))

@@ -360,17 +360,30 @@ def _collapse(shape: tuple[int, ...], strides: list[list[int]]) -> tuple[list[in
     return cshape, cstrides
 
 
-def launch_elementwise(body: list[str], ins: list, outs: list[DeviceArray], shape: tuple[int, ...]) -> None:
-    """Run a program over ``shape``: ``ins`` broadcast to it, ``outs`` of exactly that shape."""
+def launch_elementwise(
+    body: list[str], ins: list, outs: list[DeviceArray], shape: tuple[int, ...], reductions: tuple = ()
+) -> None:
+    """Run a program over ``shape``: ``ins`` broadcast to it, ``outs`` of exactly that shape.
+
+    ``reductions`` = ((kind, tag, value name, out), ...): each value of the program is also reduced over
+    the whole space (sum/prod/max/min) into ``out`` (a size-1 device array), in the same launch."""
     n = math.prod(shape)
     if n == 0:
+        for kind, _, _, out in reductions:
+            if kind in ("max", "min"):
+                raise ValueError(f"zero-size array to reduction operation {kind}imum which has no identity")
+            _copy_into(out, _IDENT_VALUE[kind])
         return
     arrays = [x for x in ins if isinstance(x, DeviceArray)] + list(outs)
     cshape, cstrides = _collapse(shape, [_bstrides(a, shape) for a in arrays])
     rank = len(cshape)
     scalar_in = tuple(not isinstance(x, DeviceArray) for x in ins)
-    key = ("ew", tuple(body), scalar_in, len(outs), rank)
-    kern = _kernel(key, lambda: K.elementwise(len(ins), scalar_in, body, len(outs), rank, CACHE))
+    reds = tuple(
+        (kind, _TYPE[tag], _IDENT[(kind, "i" if tag == "i64" else "f")].replace("T(", f"{_TYPE[tag]}("), value)
+        for kind, tag, value, _ in reductions
+    )
+    key = ("ew", tuple(body), scalar_in, len(outs), rank, reds)
+    kern = _kernel(key, lambda: K.elementwise(len(ins), scalar_in, body, len(outs), rank, CACHE, reds, EW_THREADS))
     args: list = [n, *cshape]
     it = iter(cstrides)
     for x in ins:
@@ -380,7 +393,12 @@ def launch_elementwise(body: list[str], ins: list, outs: list[DeviceArray], shap
             args.append(x.value)
     for z in outs:
         args += [z._buf, z._offset, *next(it)]
-    kern[_grid(n), EW_THREADS](*args)
+    blocks = _grid(n)
+    partials = [_buffer(blocks, _COMPUTE_DTYPE[tag]) for _, tag, _, _ in reductions]
+    kern[blocks, EW_THREADS](*args, *partials)
+    for (kind, tag, _, out), part in zip(reductions, partials):
+        load = f"{_TYPE[tag]}(v)"
+        _reduce_launch(kind, tag, load, part, 0, [], [], [blocks], [1], 1, blocks, out)
 
 
 def elementwise(

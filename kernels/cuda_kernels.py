@@ -63,8 +63,21 @@ def shape_args(prefix: str, rank: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Elementwise: a program of scalar expressions over broadcast operands, written through strides.
 # ---------------------------------------------------------------------------------------------
-def elementwise(n_in: int, scalar_in: tuple[bool, ...], body: list[str], n_out: int, rank: int, cache: bool) -> str:
-    """``body`` reads ``x0..`` (inputs) and assigns ``y0..`` (outputs, already converted for storing)."""
+def elementwise(
+    n_in: int,
+    scalar_in: tuple[bool, ...],
+    body: list[str],
+    n_out: int,
+    rank: int,
+    cache: bool,
+    reductions: tuple = (),
+    nthreads: int = 0,
+) -> str:
+    """``body`` reads ``x0..`` (inputs) and assigns ``y0..`` (outputs, already converted for storing).
+
+    ``reductions`` = ((kind, T, identity, value name), ...): each is also folded over the whole index
+    space: a running value per thread, a tree over the block (``nthreads`` threads) in shared memory,
+    and one partial result per block in ``r0, r1, ...`` (the backend combines the blocks' partials)."""
     args = ["n"] + shape_args("c", rank)
     loads, stores = [], []
     for j in range(n_in):
@@ -76,11 +89,32 @@ def elementwise(n_in: int, scalar_in: tuple[bool, ...], body: list[str], n_out: 
     for k in range(n_out):
         args += [f"z{k}", f"p{k}"] + [f"t{k}_{d}" for d in range(rank)]
         stores.append(f"        z{k}[{offset(f'p{k}', 'c', f't{k}_', rank)}] = y{k}")
+    args += [f"r{q}" for q in range(len(reductions))]
     lines = [jit_line(cache) + f"def kernel({', '.join(args)}):"]
-    lines += ["    i = cuda.grid(1)", "    step = cuda.gridsize(1)", "    while i < n:"]
+    lines += ["    i = cuda.grid(1)", "    step = cuda.gridsize(1)"]
+    lines += [f"    acc{q} = {ident}" for q, (_, _, ident, _) in enumerate(reductions)]
+    lines.append("    while i < n:")
     lines += unravel("i", "c", rank, "        ")
     lines += loads + ["        " + b for b in body] + stores
+    for q, (kind, t, _, value) in enumerate(reductions):
+        lines.append(f"        w{q} = {t}({value})")
+        lines += combine_lines(kind, f"acc{q}", f"w{q}", "        ")
     lines.append("        i += step")
+    for q, (kind, t, _, _) in enumerate(reductions):
+        lines += [
+            f"    sm{q} = cuda.shared.array({nthreads}, {t})",
+            "    tx = cuda.threadIdx.x",
+            f"    sm{q}[tx] = acc{q}",
+            "    cuda.syncthreads()",
+            f"    h = {nthreads // 2}",
+            "    while h > 0:",
+            "        if tx < h:",
+            f"            pa = sm{q}[tx]",
+            f"            pb = sm{q}[tx + h]",
+        ]
+        lines += combine_lines(kind, "pa", "pb", "            ")
+        lines += [f"            sm{q}[tx] = pa", "        cuda.syncthreads()", "        h //= 2"]
+        lines += ["    if cuda.threadIdx.x == 0:", f"        r{q}[cuda.blockIdx.x] = sm{q}[0]"]
     return "\n".join(lines) + "\n"
 
 

@@ -112,6 +112,24 @@ def test_primitive_row_float64(row, rng):
     _vjp_check(row, np.float64, rng)
 
 
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r.id)
+def test_primitive_row_on_the_cuda_executor(row, rng):
+    """The row's value-and-gradient list, stored by ``jit`` and replayed by the CUDA executor (fused)."""
+    args = row.make_args(rng, np.float64)
+    fn_dev = DEVICE_FN.get(row.id, row.fn)
+    w = rng.standard_normal(np.shape(row.fn(*args))).astype(np.result_type(row.fn(*args)))
+    argnums = tuple(range(len(args)))
+    val_h, grads_h = gj.value_and_grad(lambda *a: np.sum(row.fn(*a) * w), argnums=argnums)(*args)
+    dw = to_device(w)
+    jf = gj.jit(gj.value_and_grad(lambda *a: np.sum(fn_dev(*a) * dw), argnums=argnums))
+    jf(*to_device(args))  # traced
+    val_d, grads_d = jf(*to_device(args))  # replayed on the CUDA executor
+    assert jf.stats["hits"] == 1, jf.stats
+    _close(val_d, val_h, np.float64, f"{row.id} loss (executor)")
+    for i, (gd, gh) in enumerate(zip(grads_d, grads_h)):
+        _close(gd, gh, np.float64, f"{row.id} gradient {i} (executor)")
+
+
 # float32 on the rows whose kernels have a float32 path of their own (the rest share it).
 F32_ROWS = [r for r in ROWS if r.id in {
     "exp", "tanh", "log1p", "sinc", "floor", "mod", "floor_divide", "maximum", "logaddexp", "select", "reduce_sum",
@@ -485,3 +503,22 @@ def test_nonzero_concatenate_einsum_and_elementwise_semantics(rng):
     _eq(np.round(d(p * 1.2345), 2), np.round(p * 1.2345, 2))
     _eq(d(p).astype(np.int64), p.astype(np.int64))
     _eq(d(p).astype(bool), p.astype(bool))
+
+
+def test_an_elementwise_gradient_is_one_fused_kernel(rng):
+    """W3's shape: the forward sweep, the reduction and the reverse sweep of an elementwise function
+    become one kernel that reads x and writes the gradient (intermediates stay in registers)."""
+    from gradjit.kernels.cuda_exec import CudaExecutor
+
+    f = lambda x: np.sum(np.sin(x) * np.exp(-x * x) + np.log1p(x * x))  # noqa: E731
+    x = rng.uniform(-3, 3, 37)
+    dx = to_device(x)
+    wl = gj.make_wengert(gj.value_and_grad(f))(dx)
+    ex = CudaExecutor()
+    value, grad = ex.run(wl, [dx])
+    _close(value, f(x), np.float64, "value")
+    _close(grad, gj.grad(f)(x), np.float64, "gradient")
+    steps = ex._plan(wl).steps
+    assert [kind for kind, _, _ in steps] == ["group"]
+    (group,) = [s for _, _, s in steps]
+    assert [v.index for v in group.outs] == [wl.outputs[1].index] and len(group.reds) == 1
