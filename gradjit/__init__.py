@@ -39,6 +39,7 @@ from .errors import (
 )
 from .jacobians import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vhp
 from .jit import jit
+from .placement import DeviceArray, PlacementError, to_device, to_host
 from .pytree import tree_map
 from .registry import PrimitiveFunction, custom_vjp, defjvp, defvjp, gradients, primitive, register_module
 from .taylor import taylor
@@ -56,4 +57,5 @@ __all__ = [
     "GradjitError", "TracerConversionError", "NonScalarOutputError", "NonDifferentiableInputError",
     "NoVJPError", "UnsupportedOperationError", "ArgnumsError", "EscapedTracerError",
     "config", "debug_nans", "set_debug_nans", "NonFiniteError", "nn", "optim",
+    "to_device", "to_host", "DeviceArray", "PlacementError",
 ]  # fmt: skip

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .placement import zeros
 from .primitives import ARRAY, PRIMITIVES, broadcast_to_p, reshape_p
 from .tracing import bind, concrete
 from .wengert import Const, Eqn, Lit, Var
@@ -93,7 +94,7 @@ def replay_batched(lm: LinearMap, inputs: Sequence[Any], batch: int) -> list[Any
     result = []
     for a, (shape, dtype) in zip(lm.outputs, lm.out_avals):
         if a is None:
-            result.append(np.zeros((batch,) + shape, dtype))
+            result.append(zeros((batch,) + shape, dtype, like=inputs[0] if inputs else None))
         elif type(a) is Var and a.index in batched:
             result.append(env[a.index])
         else:  # an output that does not depend on the inputs (a linear map's constant is zero)

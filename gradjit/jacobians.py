@@ -34,6 +34,7 @@ from . import pytree
 from .api import Argnums, _fname, _normalize_argnums, _run_traced, _Traced, _unwrap_tree, grad, vjp
 from .batching import LinearMap, replay, replay_batched
 from .forward import forward
+from .placement import put, zeros
 from .pytree import is_float_leaf, like_leaf
 from .reverse import backward
 from .tracing import Tracer, new_trace
@@ -67,10 +68,10 @@ def _output_tangents(out: Any, traced: _Traced, tan: dict[int, Any]) -> Any:
             t = tan.get(o._var.index) if o.dtype.kind == "f" else None
             value = o._value
             if t is None:
-                t = np.zeros(o.shape, dtype=o.dtype) if o.dtype.kind == "f" else None
+                t = zeros(o.shape, o.dtype, like=value) if o.dtype.kind == "f" else None
             result.append(None if t is None else like_leaf(t, value))
         elif is_float_leaf(o):
-            result.append(like_leaf(np.zeros(np.shape(o), dtype=np.result_type(o)), o))
+            result.append(like_leaf(zeros(np.shape(o), np.result_type(o), like=o), o))
         else:
             result.append(None)
     return pytree.unflatten(td, result)
@@ -136,7 +137,7 @@ def _pushforward(traced: _Traced) -> LinearMap:
     in_vars = _in_vars(traced)
     outs = _out_vars(traced.out, traced.trace)
     with new_trace() as lin:
-        seeds = {v.index: lin.new_input(np.zeros(v.shape, v.dtype)) for v in in_vars}
+        seeds = {v.index: lin.new_input(zeros(v.shape, v.dtype, like=v.value)) for v in in_vars}
         tan = forward(traced.trace.eqns, seeds)
     values = [None if var is None else tan.get(var.index) for _o, var in outs]
     avals = [(_shape(o), _float_dtype(o)) for o, _var in outs]
@@ -150,7 +151,7 @@ def _pullback(traced: _Traced) -> LinearMap:
     with new_trace() as lin:
         seeds: dict[int, Any] = {}
         for o, var in outs:
-            u = lin.new_input(np.zeros(_shape(o), _float_dtype(o)))
+            u = lin.new_input(zeros(_shape(o), _float_dtype(o), like=o))
             if var is not None:
                 seeds[var.index] = u if var.index not in seeds else seeds[var.index] + u
         ct = backward(traced.trace.eqns, seeds, traced.trace.level) if seeds else {}
@@ -195,15 +196,18 @@ def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
 # ---------------------------------------------------------------------------------------------
 # Jacobians: one batched replay of a linear map over a basis
 # ---------------------------------------------------------------------------------------------
-def _basis(shapes: list[tuple[int, ...]], dtypes: list[np.dtype]) -> tuple[list[np.ndarray], list[int], int]:
-    """One-hot batches: block ``k`` of the batch has identity rows for leaf ``k``, zeros elsewhere."""
+def _basis(
+    shapes: list[tuple[int, ...]], dtypes: list[np.dtype], like: Any = None
+) -> tuple[list[np.ndarray], list[int], int]:
+    """One-hot batches: block ``k`` of the batch has identity rows for leaf ``k``, zeros elsewhere
+    (placed where ``like`` lives)."""
     sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
     total = sum(sizes)
     offsets, basis, off = [], [], 0
     for shape, dtype, n in zip(shapes, dtypes, sizes):
         e = np.zeros((total, n), dtype=dtype)
         e[off : off + n] = np.eye(n, dtype=dtype)
-        basis.append(e.reshape((total,) + shape))
+        basis.append(put(e.reshape((total,) + shape), like=like))
         offsets.append(off)
         off += n
     return basis, offsets, total
@@ -229,7 +233,9 @@ def _jacobian(f: Callable, argnums: Argnums, mode: str, name: str) -> Callable:
         if use_rev:
             lm = _pullback(traced)
             shapes = [tuple(np.shape(o)) if fl else (0,) for o, fl in zip(out_leaves, float_out)]
-            basis, offsets, total = _basis(shapes, [_float_dtype(o) for o in out_leaves])
+            basis, offsets, total = _basis(
+                shapes, [_float_dtype(o) for o in out_leaves], like=ins[0][1].value if ins else None
+            )
             res = replay_batched(lm, basis, total) if total else [np.zeros((0,) + v.shape, v.dtype) for _l, v in ins]
             for j, fl in enumerate(float_out):
                 if not fl:
@@ -238,7 +244,9 @@ def _jacobian(f: Callable, argnums: Argnums, mode: str, name: str) -> Callable:
                     blocks[j, i] = np.reshape(_rows(res[i], offsets[j], int(np.prod(shapes[j]))), shapes[j] + v.shape)
         else:
             lm = _pushforward(traced)
-            basis, offsets, total = _basis([v.shape for _l, v in ins], [v.dtype for _l, v in ins])
+            basis, offsets, total = _basis(
+                [v.shape for _l, v in ins], [v.dtype for _l, v in ins], like=ins[0][1].value if ins else None
+            )
             if total:
                 res = replay_batched(lm, basis, total)
             else:

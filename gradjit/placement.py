@@ -44,11 +44,25 @@ class PlacementError(GradjitError, ValueError):
     """Host and device arrays met in one operation, or a device array was asked to become a NumPy array."""
 
 
-def _backend() -> Any:
-    """The CUDA backend (``numba.cuda`` is imported here, on first use)."""
-    from .kernels import cuda
+_BACKEND: Any = None
 
-    return cuda
+
+def _backend() -> Any:
+    """The CUDA backend (``numba.cuda`` is imported here, on first use); a clear error without a GPU."""
+    global _BACKEND
+    if _BACKEND is None:
+        advice = (
+            "Install the extra on a machine with an NVIDIA GPU (pip install gradjit[cuda]), or run on Numba's "
+            "CUDA simulator (NUMBA_ENABLE_CUDASIM=1, slow: for tests)."
+        )
+        try:
+            from .kernels import cuda
+        except ImportError as e:
+            raise PlacementError("gradjit.to_device", f"the CUDA backend cannot be imported ({e})", advice) from e
+        if not cuda.SIM and not cuda.available():
+            raise PlacementError("gradjit.to_device", "no CUDA GPU is available to Numba", advice)
+        _BACKEND = cuda
+    return _BACKEND
 
 
 def _numpy() -> Any:

@@ -87,6 +87,11 @@ def tag_of(dtype: Any) -> str:
     raise TypeError(f"arrays of dtype {dt} are not supported on the device (float64, float32, integers, bool)")
 
 
+def available() -> bool:
+    """Whether Numba sees a CUDA GPU (always true on the simulator)."""
+    return SIM or bool(cuda.is_available())
+
+
 @cache
 def _target_blocks() -> int:
     if SIM:

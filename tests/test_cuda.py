@@ -252,6 +252,16 @@ def test_second_order_on_device(rng):
     _close(gj.hvp(f, dx, dv), gj.hvp(f, x, np.arange(5.0)), np.float64, "hvp")
 
 
+def test_jacobians_on_device(rng):
+    f = lambda x: np.tanh(x) * np.sum(x**2)  # noqa: E731
+    x = rng.standard_normal(4)
+    dx = to_device(x)
+    for name, tr in (("jacrev", gj.jacrev), ("jacfwd", gj.jacfwd)):
+        _close(tr(f)(dx), tr(f)(x), np.float64, name)
+    h = lambda x: np.sum(f(x))  # noqa: E731
+    _close(gj.hessian(h)(dx), gj.hessian(h)(x), np.float64, "hessian")
+
+
 # ---------------------------------------------------------------------------------------------
 # Placement
 # ---------------------------------------------------------------------------------------------
