@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gradjit.wengert import Lit, Wengert
+from gradjit.wengert import Lit, Var, Wengert
 
 
 class GuardFailure(RuntimeError):
@@ -49,10 +49,42 @@ def guards_by_position(wl: Wengert) -> dict[int, list]:
     return at
 
 
+class _Plan:
+    """What a run of one list needs beyond the list: guards by position, and when each value dies."""
+
+    __slots__ = ("wl", "guards", "dead")
+
+    def __init__(self, wl: Wengert):
+        self.wl = wl  # kept alive, so the id this plan is filed under stays unique
+        self.guards = guards_by_position(wl) if wl.guards else None
+        keep = {a.index for a in wl.outputs if a is not None and type(a) is not Lit}
+        keep.update(g.var.index for g in wl.guards)
+        last: dict[int, int] = {}
+        for i, eqn in enumerate(wl.eqns):
+            for a in eqn.ins:
+                if type(a) is Var:
+                    last[a.index] = i
+        self.dead: list[list[int]] = [[] for _ in wl.eqns]
+        for index, i in last.items():
+            if index not in keep:
+                self.dead[i].append(index)
+
+
 class ReferenceExecutor:
-    """Runs Wengert lists with NumPy."""
+    """Runs Wengert lists with NumPy, freeing each intermediate after its last use."""
 
     name = "reference"
+
+    def __init__(self) -> None:
+        self._plans: dict[int, _Plan] = {}
+
+    def _plan(self, wl: Wengert) -> _Plan:
+        plan = self._plans.get(id(wl))
+        if plan is None or plan.wl is not wl:
+            if len(self._plans) >= 256:
+                self._plans.clear()
+            plan = self._plans[id(wl)] = _Plan(wl)
+        return plan
 
     def run(self, wl: Wengert, inputs: Sequence[Any]) -> list[Any]:
         if len(inputs) != len(wl.inputs):
@@ -68,11 +100,14 @@ class ReferenceExecutor:
         def read(a: Any) -> Any:
             return a.value if type(a) is Lit else env[a.index]
 
-        at = guards_by_position(wl) if wl.guards else None
+        plan = self._plan(wl)
+        at, dead = plan.guards, plan.dead
         for i, eqn in enumerate(wl.eqns):
             if at is not None and i in at:
                 _check_guards(env, at[i])
             env[eqn.out.index] = eqn.prim.impl(*[read(a) for a in eqn.ins], **eqn.params)
+            for index in dead[i]:
+                del env[index]
         if at is not None and len(wl.eqns) in at:
             _check_guards(env, at[len(wl.eqns)])
         return [None if a is None else read(a) for a in wl.outputs]
