@@ -40,7 +40,7 @@ from .numpy_api import (
     shape_of,
     transpose,
 )
-from .placement import put, zeros
+from .placement import DeviceArray, put, zeros
 from .primitives import ARRAY, P, getitem_p, index_set_p, select_p
 from .tracing import Tracer
 
@@ -101,7 +101,7 @@ def _gather(a: Any, idx: Any, ax: int) -> Any:
 
 def _int_index(indices: Any, op: str) -> Any:
     """An integer index array (tracer or NumPy); empty sequences become ``intp`` as in NumPy."""
-    if type(indices) is Tracer:
+    if type(indices) is Tracer or isinstance(indices, DeviceArray):
         if indices.dtype.kind not in "iu":
             raise IndexError(f"{op}: indices must be integers, not {indices.dtype}")
         return indices

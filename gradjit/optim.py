@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .placement import full
 from .pytree import TreeDef, flatten, is_float_leaf, like_leaf, unflatten
 from .tracing import Tracer
 
@@ -112,7 +113,7 @@ def _filled(p: Any, value: float) -> Any:
         return float(value)
     if isinstance(p, np.generic):
         return p.dtype.type(value)
-    return np.full(p.shape, value, dtype=p.dtype)  # arrays and tracers: a concrete array
+    return full(p.shape, value, p.dtype, like=p)  # arrays and tracers: a concrete array, where p lives
 
 
 def _filled_tree(params: Any, value: float) -> Any:

@@ -262,6 +262,22 @@ def test_jacobians_on_device(rng):
     _close(gj.hessian(h)(dx), gj.hessian(h)(x), np.float64, "hessian")
 
 
+def test_nn_training_on_device_follows_the_host(rng):
+    from gradjit import nn, optim
+
+    X, y = rng.standard_normal((20, 8)), rng.integers(0, 3, 20)
+    fn, params = nn.mlp([8, 16, 3], activation="tanh", key=0)
+
+    def loss(params, X, y):
+        return nn.cross_entropy(fn(params, X), y)
+
+    host = optim.minimize(loss, params, (X, y), optim.adam(1e-2), steps=3, progress=False)
+    dev = optim.minimize(loss, *to_device((params, (X, y))), optim.adam(1e-2), steps=3, progress=False)
+    np.testing.assert_allclose(dev.history, host.history, rtol=1e-12)
+    for a, b in zip(gj.pytree.flatten(dev.params)[0], gj.pytree.flatten(host.params)[0], strict=True):
+        _close(a, b, np.float64, "trained parameter")
+
+
 # ---------------------------------------------------------------------------------------------
 # Placement
 # ---------------------------------------------------------------------------------------------

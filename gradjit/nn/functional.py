@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..api import stop_gradient
+from ..placement import DeviceArray
 from .init import Key, rng_from
 
 __all__ = [
@@ -147,7 +148,7 @@ def _reduce(loss: Any, reduction: str, op: str) -> Any:
 
 
 def _int_labels(labels: Any, op: str) -> np.ndarray:
-    labels = np.asarray(labels)
+    labels = labels if isinstance(labels, DeviceArray) else np.asarray(labels)  # device labels stay there
     if labels.dtype.kind not in "iu":
         raise TypeError(f"{op}: labels must be integer class indices, got dtype {labels.dtype}")
     return labels
