@@ -1,6 +1,8 @@
 """gradjit.kernels: the back end. Executors that run a Wengert list.
 
 - ``reference``: NumPy, one primitive at a time; simple and obviously correct, the oracle in tests.
+- ``cpu``: Numba-compiled kernels (``cpu``): elementwise chains fused, buffers reused, hot traces
+  compiled into fused loops; imported only when asked for (it imports Numba).
 - ``cuda``: device arrays (``gradjit.to_device``), elementwise chains fused into CUDA kernels.
 
 Import direction is one way: kernels import gradjit's Wengert-list and primitive modules; gradjit
@@ -19,7 +21,14 @@ def _cuda_executor():
     return CudaExecutor()
 
 
-EXECUTORS = {"reference": ReferenceExecutor, "cuda": _cuda_executor}
+def _cpu_executor():
+    """The Numba CPU executor (``cpu``), imported only when asked for: it imports Numba."""
+    from .cpu import CpuExecutor
+
+    return CpuExecutor()
+
+
+EXECUTORS = {"reference": ReferenceExecutor, "cpu": _cpu_executor, "cuda": _cuda_executor}
 
 
 def get_executor(name: str = "reference"):

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 MAGIC = 0x67A1  # bumped when the encoding changes (the interpreter's source changes with it anyway)
-BLK = 256  # elements per register block
+BLK = 1024  # elements per register block
 MAXR = 8  # iteration rank after merging axes; lists with more axes than this run on the host
 
 # -- dtypes an operand may have, and register files ---------------------------------------------
@@ -70,6 +70,7 @@ OP_STORE = 2  # [src, opnd]: scatter a register block into the operand, converti
 OP_LIT = 3  # [dst, k]: fill a register with fconst[k] (F64) or iconst[k] (I64)
 OP_INIT = 4  # [opnd, k]: fill the whole operand with constant k (an accumulator's identity)
 OP_ACC = 5  # [acc_kind, src, opnd]: fold a register block into the operand (a reduction's output)
+OP_CVT = 6  # [dst, src]: convert a register to this op's file (int to float rounds, float to int truncates)
 ACC_SUM, ACC_PROD, ACC_MAX, ACC_MIN, ACC_ANY, ACC_ALL = 0, 1, 2, 3, 4, 5
 ACC_OF_PRIM = {
     "reduce_sum": ACC_SUM,

@@ -1,0 +1,238 @@
+"""The Numba CPU executor: runs Wengert lists through the compiled interpreter (``interp``).
+
+``CpuExecutor().run(wl, inputs)`` has the reference executor's contract: the list's outputs for
+these inputs, or ``GuardFailure`` when a guard does not hold (checked where its value is computed).
+
+How a run goes:
+
+- The list's *plan* (``plan.make_plan``) is looked up by structural hash (computed once per list
+  object) or built; plans are values of the structure only, shared by every list that has it.
+- Memory: inputs and constants are read in place (a non-contiguous input is copied first); the
+  program's intermediate values live in the plan's *arena*, allocated once and reused by later runs
+  (a run that finds it busy, in another thread or a nested call, gets a fresh one); the list's
+  outputs go to a fresh block per run, so what a run returns is never overwritten.
+- The interpreter runs each *segment* (the instructions between two host steps) in one call;
+  host steps (contractions, linear algebra, user primitives, ...) run ``prim.impl`` on arrays that
+  view the same memory.
+- Hot plans: from the ``hot_after``-th run of a plan on, its large elementwise groups are compiled
+  into fused loops (``fuse``) in a background thread; runs use them once they are ready.
+
+Numba compiles nothing on a first call: the interpreter is one function with fixed argument
+types, compiled once per installation (``interp_module``) and then loaded from the disk cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from gradjit.wengert import Const, Lit, Wengert
+
+from . import cache
+from .plan import ARENA, EXT, OUT, Plan, make_plan
+from .reference import _CONVERT, GuardFailure
+
+__all__ = ["CpuExecutor", "interp_module", "plan_of"]
+
+_DEPENDENCIES = ("gradjit.kernels.ops", "gradjit.kernels.scalar", "gradjit.kernels.vmath")
+_INTERP: list[ModuleType] = []
+_INTERP_LOCK = threading.Lock()
+
+
+def interp_module() -> ModuleType:
+    """The compiled interpreter: ``interp.py`` as a cached module keyed by its dependencies' source."""
+    if _INTERP:
+        return _INTERP[0]
+    with _INTERP_LOCK:
+        if not _INTERP:
+            text = Path(importlib.util.find_spec("gradjit.kernels.interp").origin).read_text()
+            body = text + f"\n# dependencies: sha256={cache.digest(cache.source_of(*_DEPENDENCIES))}\n"
+            _INTERP.append(cache.load_module("interp", body, warm=lambda m: m.warm()))
+    return _INTERP[0]
+
+
+_PLANS: dict[str, Runner] = {}
+_PLANS_LOCK = threading.Lock()
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+class _Arena:
+    """The plan's scratch memory and the arrays viewing it that host steps read."""
+
+    __slots__ = ("buf", "addr", "views")
+
+    def __init__(self, plan: Plan):
+        self.buf = np.empty(plan.arena_bytes, np.uint8)
+        self.addr = _address(self.buf)
+        self.views: dict[int, np.ndarray] = {}
+        for v in plan.host_reads:
+            lay = plan.layouts[v]
+            if plan.root_kind.get(lay.root) == ARENA:
+                isz = lay.dtype.itemsize
+                off = plan.root_off[lay.root] + lay.offset * isz
+                strides = tuple(s * isz for s in lay.strides)
+                self.views[v] = np.ndarray(lay.shape, lay.dtype, buffer=self.buf, offset=off, strides=strides)
+
+
+class Runner:
+    """A plan and its run-time state: the arena, the number of runs, fused code once compiled."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.lock = threading.Lock()
+        self.arena: _Arena | None = None
+        self.runs = 0
+
+    def acquire(self) -> tuple[_Arena, bool]:
+        if self.lock.acquire(blocking=False):
+            if self.arena is None:
+                self.arena = _Arena(self.plan)
+            return self.arena, True
+        return _Arena(self.plan), False
+
+
+def plan_of(wl: Wengert) -> Runner:
+    """The runner of ``wl``'s plan (cached on the list object and by structural hash)."""
+    runner = wl.__dict__.get("_gradjit_cpu")
+    if runner is None:
+        key = wl.structural_hash()
+        runner = _PLANS.get(key)
+        if runner is None:
+            runner = Runner(make_plan(wl))
+            with _PLANS_LOCK:
+                runner = _PLANS.setdefault(key, runner)
+        wl.__dict__["_gradjit_cpu"] = runner
+    return runner
+
+
+def _guard_message(wl: Wengert, gi: int, value: Any) -> str:
+    g = wl.guards[gi]
+    try:
+        observed = value.shape[1] if g.kind == "count" else _CONVERT[g.kind](value)
+    except Exception as exc:  # the conversion itself fails now (e.g. NaN to int)
+        observed = exc
+    return f"{g} failed: now {observed!r}"
+
+
+class CpuExecutor:
+    """Runs Wengert lists with Numba-compiled kernels (see the module docstring)."""
+
+    name = "cpu"
+
+    def __init__(self, hot_after: int = 2, fuse: bool | str = True):
+        self.hot_after = hot_after
+        self.fuse = fuse  # True: in a background thread; "sync": on the calling thread; False: never
+
+    def run(self, wl: Wengert, inputs: Sequence[Any]) -> list[Any]:
+        if len(inputs) != len(wl.inputs):
+            raise ValueError(f"expected {len(wl.inputs)} inputs, got {len(inputs)}")
+        runner = plan_of(wl)
+        plan = runner.plan
+        env: dict[int, Any] = {}
+        bases = np.zeros(plan.n_slots, np.int64)
+        for var, x in zip(wl.inputs, inputs):
+            a = x if type(x) is np.ndarray else np.asarray(x)
+            if a.shape != var.shape:
+                raise ValueError(f"input {var!r} has shape {a.shape}, the list was traced with {var.shape}")
+            if a.dtype != var.dtype:
+                if a.ndim or not np.can_cast(a.dtype, var.dtype, "same_kind"):
+                    raise ValueError(f"input {var!r} has dtype {a.dtype}, the list was traced with {var.dtype}")
+                a = a.astype(var.dtype)
+            env[var.index] = a
+        for c in wl.consts:
+            env[c.index] = c.value
+        for r in plan.kernel_inputs:
+            a = env[r]
+            if type(a) is not np.ndarray or not a.flags.c_contiguous or a.dtype != plan.layouts[r].dtype:
+                a = np.ascontiguousarray(a, dtype=plan.layouts[r].dtype)
+                env[r] = a
+            bases[plan.ext_slot[r]] = _address(a)
+        arena, owned = runner.acquire()
+        try:
+            out = np.empty(plan.out_bytes, np.uint8)
+            bases[0], bases[1] = arena.addr, _address(out)
+            self._steps(wl, plan, env, bases, arena, out)
+            results = [self._output(wl, plan, env, arena, out, a, x) for a, x in self._outputs(wl, inputs)]
+        finally:
+            if owned:
+                runner.lock.release()
+        runner.runs += 1
+        return results
+
+    def _steps(self, wl: Wengert, plan: Plan, env: dict, bases: np.ndarray, arena: _Arena, out: np.ndarray) -> None:
+        run = None
+        for step in plan.steps:
+            kind = step[0]
+            if kind == "seg":
+                if run is None:
+                    run = interp_module().run
+                failed = run(plan.prog, plan.fconst, plan.iconst, bases, step[1], step[2])
+                if failed >= 0:
+                    v = wl.guards[failed].var.index
+                    raise GuardFailure(_guard_message(wl, failed, self._obj(plan, env, arena, out, v)))
+            elif kind == "host":
+                e = wl.eqns[step[1]]
+                args = [a.value if type(a) is Lit else self._obj(plan, env, arena, out, a.index) for a in e.ins]
+                res = e.prim.impl(*args, **e.params)
+                v = e.out.index
+                env[v] = res
+                if v in plan.kernel_ext:
+                    a = np.ascontiguousarray(res, dtype=e.out.dtype)
+                    env[("kernel", v)] = a  # keeps the converted array alive for the program
+                    bases[plan.ext_slot[v]] = _address(a)
+            else:  # a guard checked on the host
+                g = wl.guards[step[1]]
+                value = self._obj(plan, env, arena, out, g.var.index)
+                observed = value.shape[1] if g.kind == "count" else _CONVERT[g.kind](value)
+                if observed != g.observed:
+                    raise GuardFailure(f"{g} failed: now {observed!r}")
+
+    def _obj(self, plan: Plan, env: dict, arena: _Arena, out: np.ndarray, v: int) -> Any:
+        """Variable ``v`` as an array (or the object a host step returned)."""
+        o = env.get(v)
+        if o is not None:
+            return o
+        lay = plan.layouts[v]
+        kind = plan.root_kind[lay.root]
+        if kind == ARENA:
+            o = arena.views[v]
+        elif kind == OUT:
+            isz = lay.dtype.itemsize
+            off = plan.root_off[lay.root] + lay.offset * isz
+            o = np.ndarray(lay.shape, lay.dtype, buffer=out, offset=off, strides=tuple(s * isz for s in lay.strides))
+        else:  # a view of an input, constant or host result: NumPy's own view of it
+            e = plan.view_eqn[v]
+            o = e.prim.impl(self._obj(plan, env, arena, out, e.ins[0].index), **e.params)
+        env[v] = o
+        return o
+
+    @staticmethod
+    def _outputs(wl: Wengert, inputs: Sequence[Any]) -> list[tuple[Any, Any]]:
+        given = {var.index: x for var, x in zip(wl.inputs, inputs)}
+        return [(a, given.get(a.index) if a is not None and type(a) is not Lit else None) for a in wl.outputs]
+
+    def _output(self, wl: Wengert, plan: Plan, env: dict, arena: _Arena, out: np.ndarray, a: Any, given: Any) -> Any:
+        if a is None:
+            return None
+        if type(a) is Lit:
+            return a.value
+        if given is not None:
+            return given  # an input returned as it is, as the reference executor does
+        if type(a) is Const:
+            return a.value
+        o = self._obj(plan, env, arena, out, a.index)
+        kind = plan.root_kind[plan.layouts[a.index].root]
+        if kind == EXT and isinstance(o, np.ndarray) and np.may_share_memory(o, arena.buf):
+            o = o.copy()  # a host result viewing the arena, which the next run overwrites
+        if kind == OUT and o.ndim == 0:
+            o = o[()]
+        return o
