@@ -35,7 +35,7 @@ import numpy as np
 from gradjit.wengert import Const, Lit, Wengert
 
 from . import cache
-from .plan import ARENA, EXT, OUT, Plan, make_plan
+from .plan import ARENA, EXT, OUT, Plan, bind_literals, make_plan
 from .reference import _CONVERT, GuardFailure
 
 __all__ = ["CpuExecutor", "interp_module", "plan_of"]
@@ -100,18 +100,23 @@ class Runner:
         return _Arena(self.plan), False
 
 
-def plan_of(wl: Wengert) -> Runner:
-    """The runner of ``wl``'s plan (cached on the list object and by structural hash)."""
-    runner = wl.__dict__.get("_gradjit_cpu")
-    if runner is None:
+def _binding(wl: Wengert) -> tuple[Runner, np.ndarray, np.ndarray]:
+    """``wl``'s runner and its literal values (cached on the list object; the plan by structural hash)."""
+    bound = wl.__dict__.get("_gradjit_cpu")
+    if bound is None:
         key = wl.structural_hash()
         runner = _PLANS.get(key)
         if runner is None:
             runner = Runner(make_plan(wl))
             with _PLANS_LOCK:
                 runner = _PLANS.setdefault(key, runner)
-        wl.__dict__["_gradjit_cpu"] = runner
-    return runner
+        bound = wl.__dict__["_gradjit_cpu"] = (runner, *bind_literals(runner.plan, wl))
+    return bound
+
+
+def plan_of(wl: Wengert) -> Runner:
+    """The runner of ``wl``'s plan (shared by every list with its structure)."""
+    return _binding(wl)[0]
 
 
 def _guard_message(wl: Wengert, gi: int, value: Any) -> str:
@@ -135,7 +140,7 @@ class CpuExecutor:
     def run(self, wl: Wengert, inputs: Sequence[Any]) -> list[Any]:
         if len(inputs) != len(wl.inputs):
             raise ValueError(f"expected {len(wl.inputs)} inputs, got {len(inputs)}")
-        runner = plan_of(wl)
+        runner, fconst, iconst = _binding(wl)
         plan = runner.plan
         env: dict[int, Any] = {}
         bases = np.zeros(plan.n_slots, np.int64)
@@ -160,7 +165,7 @@ class CpuExecutor:
         try:
             out = np.empty(plan.out_bytes, np.uint8)
             bases[0], bases[1] = arena.addr, _address(out)
-            self._steps(wl, plan, env, bases, arena, out)
+            self._steps(wl, plan, env, bases, arena, out, fconst, iconst)
             results = [self._output(wl, plan, env, arena, out, a, x) for a, x in self._outputs(wl, inputs)]
         finally:
             if owned:
@@ -168,14 +173,15 @@ class CpuExecutor:
         runner.runs += 1
         return results
 
-    def _steps(self, wl: Wengert, plan: Plan, env: dict, bases: np.ndarray, arena: _Arena, out: np.ndarray) -> None:
+    def _steps(self, wl: Wengert, plan: Plan, env: dict, bases: np.ndarray, arena: _Arena, out: np.ndarray,
+               fconst: np.ndarray, iconst: np.ndarray) -> None:  # fmt: skip
         run = None
         for step in plan.steps:
             kind = step[0]
             if kind == "seg":
                 if run is None:
                     run = interp_module().run
-                failed = run(plan.prog, plan.fconst, plan.iconst, bases, step[1], step[2])
+                failed = run(plan.prog, fconst, iconst, bases, step[1], step[2])
                 if failed >= 0:
                     v = wl.guards[failed].var.index
                     raise GuardFailure(_guard_message(wl, failed, self._obj(plan, env, arena, out, v)))

@@ -438,7 +438,7 @@ def _scan(prog, k, regs, bases, idx):
                     else:
                         carry = carry * x[i]
                     if round32:  # a float32 running value, rounded at each step as NumPy's is
-                        carry = np.float32(carry)
+                        carry = S.round32(carry)
                     y[i] = carry
                 _store(y, prog, pout, bases, bout + j0 * sout, sout, n)
         if sop == SCAN_ARGMAX or sop == SCAN_ARGMIN:

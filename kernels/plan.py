@@ -65,8 +65,9 @@ class Node:
 @dataclass
 class Plan:
     prog: np.ndarray
-    fconst: np.ndarray
+    fconst: np.ndarray  # constants of the program; literals are filled in per list by ``bind_literals``
     iconst: np.ndarray
+    literals: list[tuple[int, int, int, int, Any]]  # (file, slot, eqn index, input index, loop dtype)
     steps: list[tuple]  # ("seg", i0, i1) | ("host", eqn_index) | ("hguard", guard_index)
     n_slots: int
     ext_slot: dict[int, int]  # root var -> slot (inputs, consts, host results)
@@ -361,6 +362,7 @@ class Planner:
         self.iters: list[list[int]] = []
         self.fconst: list[float] = []
         self.iconst: list[int] = []
+        self.literals: list[tuple[int, int, int, int, Any]] = []
         self.nreg = 2
         steps: list[tuple] = []
         seg_start = 0
@@ -391,6 +393,7 @@ class Planner:
             prog=prog,
             fconst=np.array(self.fconst or [0.0], np.float64),
             iconst=np.array(self.iconst or [0], np.int64),
+            literals=self.literals,
             steps=steps,
             n_slots=2 + len(self.ext_slot),
             ext_slot=self.ext_slot,
@@ -415,6 +418,13 @@ class Planner:
         table = self.fconst if file == F64 else self.iconst
         table.append(value)
         return len(table) - 1
+
+    def add_literal(self, file: int, i: int, k: int, dtype: Any) -> int:
+        """A slot for the literal input ``k`` of equation ``i``: its value is not part of the structure,
+        so each list fills it in (``bind_literals``)."""
+        slot = self.add_const(0 if file == I64 else 0.0, file)
+        self.literals.append((file, slot, i, k, dtype))
+        return slot
 
     def encode_scan(self, i: int) -> bool:
         e = self.wl.eqns[i]
@@ -491,15 +501,11 @@ class _GroupEncoder:
         if arg[0] == "t":
             return ("t", m, arg[1])
         if arg[0] == "c":
-            return ("lit", F64, float(np.dtype(arg[2]).type(arg[1])))
+            return ("const", F64, float(np.dtype(arg[2]).type(arg[1])))
         _, k, file, dt = arg
         a = e.ins[k]
         if type(a) is Lit:
-            v = a.value
-            if file == F64:
-                cdt = dt if isinstance(dt, np.dtype) and dt.kind == "f" else np.dtype(np.float64)
-                return ("lit", F64, float(cdt.type(v)))
-            return ("lit", I64, int(v))
+            return ("lit", file, self.node.eqns[m], k, dt)
         if a.index in self.node.produced and a.index not in self.node.pending:
             return ("cvt", a.index, file) if self.home[a.index] != file else ("v", a.index)
         return ("load", a.index, file)
@@ -575,8 +581,8 @@ class _GroupEncoder:
                 return reg[key]
             r = alloc()
             reg[key] = r
-            if key[0] == "lit":
-                k = p.add_const(key[2], key[1])
+            if key[0] in ("lit", "const"):
+                k = p.add_literal(*key[1:]) if key[0] == "lit" else p.add_const(key[2], key[1])
                 prologue.append([ops.OP_LIT, key[1], r, k, 0, 0])
                 pinned.add(key)
             elif key[0] == "load":
@@ -594,7 +600,7 @@ class _GroupEncoder:
         # their registers first, so no body op ever reuses them
         for _, file, _, keys, _ in seq:
             for key in keys:
-                if key[0] == "lit" or (key[0] == "load" and const_iter[("in", key[1])]):
+                if key[0] in ("lit", "const") or (key[0] == "load" and const_iter[("in", key[1])]):
                     ensure(key, file)
         for pos, (name, file, dst, keys, m) in enumerate(seq):
             e = wl.eqns[self.node.eqns[m]]
@@ -652,7 +658,23 @@ class _GroupEncoder:
         return out
 
 
-__all__ = ["Plan", "Planner", "make_plan", "ARENA", "OUT", "EXT", "Layout", "F4", "I8"]
+__all__ = ["Plan", "Planner", "make_plan", "bind_literals", "ARENA", "OUT", "EXT", "Layout", "F4", "I8"]
+
+
+def bind_literals(plan: Plan, wl: Wengert) -> tuple[np.ndarray, np.ndarray]:
+    """The plan's constant tables with ``wl``'s literal values, converted as NumPy converts them
+    for the loop (a Python float with a float32 array is a float32)."""
+    fconst, iconst = plan.fconst, plan.iconst
+    if plan.literals:
+        fconst, iconst = fconst.copy(), iconst.copy()
+        for file, slot, i, k, dt in plan.literals:
+            v = wl.eqns[i].ins[k].value
+            if file == I64:
+                iconst[slot] = int(v)
+            else:
+                cdt = dt if isinstance(dt, np.dtype) and dt.kind == "f" else np.dtype(np.float64)
+                fconst[slot] = float(cdt.type(v))
+    return fconst, iconst
 
 
 def make_plan(wl: Wengert) -> Plan:

@@ -46,6 +46,18 @@ def _like(x, c):
     return lambda x, c: np.int64(c)
 
 
+def round32(x):
+    """A float64 value rounded to float32 (and back); integers unchanged. Keeps the type of ``x``."""
+    return x
+
+
+@overload(round32)
+def _round32(x):
+    if isinstance(x, types.Float):
+        return lambda x: np.float64(np.float32(x))
+    return lambda x: x
+
+
 @intrinsic
 def as_pointer(typingctx, address, dtype):
     """``as_pointer(address, np.float64)``: the int64 ``address`` as a ``float64*``."""
@@ -228,7 +240,7 @@ def sign(x):
         return like(x, 1.0)
     if x < 0:
         return like(x, -1.0)
-    return x * like(x, 0.0)  # 0 for +-0, NaN for NaN
+    return like(x, 0.0) if x == 0 else x  # +0 for -0 too, as NumPy; NaN stays
 
 
 @_scalar
