@@ -406,11 +406,26 @@ def launch_elementwise(
         _reduce_launch(kind, tag, load, part, 0, [], [], [blocks], [1], 1, blocks, out)
 
 
+def unalias(x: Any, dst: DeviceArray) -> Any:
+    """``x``, or a copy of it if it is a different view of ``dst``'s buffer (threads would race: NumPy
+    buffers overlapping operands, ``x[1:] += x[:-1]``). The very same view is safe: each element is read
+    and written by one thread."""
+    if (
+        isinstance(x, DeviceArray)
+        and x._buf is dst._buf
+        and (x._offset, x._strides, x.shape) != (dst._offset, dst._strides, dst.shape)
+    ):
+        return copy(x)
+    return x
+
+
 def elementwise(
     name: str, args: Any, params: dict | None = None, out: DeviceArray | None = None, op: str | None = None
 ) -> DeviceArray:
     """Elementwise op ``name`` (a primitive's name) on broadcast operands, into ``out`` if given."""
     op = op or f"np.{name}"
+    if out is not None:
+        args = [unalias(a, out) for a in args]
     ins = operands(op, args)
     shape = tuple(np.broadcast_shapes(*[x.shape for x in ins]))
     tag, out_dt = op_types(name, ins, params)
@@ -427,7 +442,7 @@ def elementwise(
 
 def _copy_into(dst: DeviceArray, src: Any) -> None:
     """``dst[...] = src`` (broadcast, converted to ``dst``'s dtype)."""
-    (s,) = operands("assignment", [src])
+    (s,) = operands("assignment", [unalias(src, dst)])
     shape = tuple(np.broadcast_shapes(s.shape, dst.shape))
     if shape != dst.shape:
         raise ValueError(f"could not broadcast input array from shape {s.shape} into shape {dst.shape}")

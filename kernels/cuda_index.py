@@ -222,7 +222,10 @@ def getitem(x: DeviceArray, index: Any) -> DeviceArray:
 
 
 def _values(p: _Plan, value: Any, dtype: np.dtype) -> DeviceArray:
-    """``value`` as a device array broadcast over the index space (converted to ``dtype``)."""
+    """``value`` as a device array broadcast over the index space (converted to ``dtype``), never a view of
+    the target's buffer (the scatter would read what it writes)."""
+    if isinstance(value, DeviceArray) and value._buf is p.v._buf:
+        value = C.copy(value)
     (u,) = C.operands("index assignment", [value])
     if not isinstance(u, DeviceArray) or u.dtype != dtype:
         w = C.empty(u.shape, dtype)

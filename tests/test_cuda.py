@@ -548,3 +548,17 @@ def test_an_elementwise_gradient_is_one_fused_kernel(rng):
     assert [kind for kind, _, _ in steps] == ["group"]
     (group,) = [s for _, _, s in steps]
     assert [v.index for v in group.outs] == [wl.outputs[1].index] and len(group.reds) == 1
+
+
+def test_overlapping_views_are_read_before_they_are_written(rng):
+    x = rng.standard_normal(9)
+    y, dy = x.copy(), d(x)
+    y[1:] += y[:-1]
+    dy[1:] += dy[:-1]
+    _eq(dy, y)
+    y[::-1] = y[::1]  # NumPy reads overlapping operands before writing
+    dy[::-1] = dy[::1]
+    _eq(dy, y)
+    y[np.array([0, 2, 4])] = y[1:4]
+    dy[np.array([0, 2, 4])] = dy[1:4]
+    _eq(dy, y)
