@@ -35,6 +35,7 @@ import numpy as np
 
 from . import tracing as _tracing
 from .errors import GradjitError, user_line
+from .placement import DeviceArray
 from .tracing import Trace, Tracer, concrete
 from .wengert import Const, Eqn, Lit, Var
 
@@ -125,7 +126,7 @@ def begin_sweep(seeds: dict[int, Any]) -> Eqn | None:
         if type(g) is not Tracer and not _all_finite(g):
             raise NonFiniteError(
                 "reverse sweep",
-                f"the cotangent it starts from contains {_first_bad(np.asarray(g))[1]}",
+                f"the cotangent it starts from contains {_first_bad(_host(g))[1]}",
                 "Pass a finite cotangent to the function returned by gradjit.vjp.",
                 None,
                 sweep="reverse",
@@ -142,6 +143,11 @@ def enter_rule(eqn: Eqn) -> None:
 
 
 # -- the checks -----------------------------------------------------------------------------------
+def _host(x: Any) -> np.ndarray:
+    """``x`` as a NumPy array; a device array is copied (only to report a value that is not finite)."""
+    return x.to_host() if isinstance(x, DeviceArray) else np.asarray(x)
+
+
 def _all_finite(x: Any) -> bool:
     dt = getattr(x, "dtype", None)
     if dt is None:
@@ -161,6 +167,8 @@ def _first_bad(x: np.ndarray) -> tuple[tuple[int, ...], str]:
 
 def _fmt(v: Any) -> str:
     v = concrete(v)
+    if isinstance(v, DeviceArray):
+        v = v.to_host()
     if isinstance(v, (np.ndarray, np.generic)) and v.ndim == 0:
         v = v.item()
     if isinstance(v, np.ndarray):
@@ -217,14 +225,14 @@ def _on_emit(trace: Trace, eqn: Eqn) -> None:
 
 
 def _raise_forward(trace: Trace, eqn: Eqn, origin: Eqn | None) -> None:
-    out = np.asarray(eqn.out.value)
+    out = _host(eqn.out.value)
     idx, bad = _first_bad(out)
     name = eqn.prim.name
     args = [a.value for a in eqn.ins]
     entered = [(i, a) for i, (a, v) in enumerate(zip(eqn.ins, args)) if not _all_finite(concrete(v))]
     if entered:
         i, atom = entered[0]
-        _, arg_bad = _first_bad(np.asarray(concrete(args[i])))
+        _, arg_bad = _first_bad(_host(concrete(args[i])))
         problem = f"its result contains {bad} because argument {i} was already not finite: " + _describe_entry(
             trace, atom, arg_bad
         )
@@ -250,7 +258,7 @@ def check_cotangent(eqn: Eqn, argnum: int, c: Any, args: list[Any]) -> None:
     """The walker's check of one contribution ``c`` to argument ``argnum``'s cotangent."""
     if type(c) is Tracer or _all_finite(c):
         return  # a tracer's value was checked where it was emitted
-    c = np.asarray(c)
+    c = _host(c)
     idx, bad = _first_bad(c)
     name = eqn.prim.name
     a = args[argnum]
@@ -272,7 +280,7 @@ def check_sum(eqn: Eqn, var: Var, total: Any) -> None:
     """The walker's check of a fan-out sum (finite contributions can overflow)."""
     if type(total) is Tracer or _all_finite(total):
         return
-    _, bad = _first_bad(np.asarray(total))
+    _, bad = _first_bad(_host(total))
     raise NonFiniteError(
         f"gradient of '{eqn.prim.name}'",
         f"adding its contribution to the gradient of {var!r} (used more than once) overflowed to {bad}",

@@ -562,3 +562,10 @@ def test_overlapping_views_are_read_before_they_are_written(rng):
     y[np.array([0, 2, 4])] = y[1:4]
     dy[np.array([0, 2, 4])] = dy[1:4]
     _eq(dy, y)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # log(0) on the simulator's NumPy scalars
+def test_debug_nans_on_device_names_the_operation():
+    x = d(np.array([1.0, 0.0, 2.0]))
+    with gj.debug_nans(), pytest.raises(gj.NonFiniteError, match=r"log: produced -inf .* log\(0\.0\)"):
+        gj.grad(lambda x: np.sum(np.log(x) * x))(x)
