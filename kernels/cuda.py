@@ -37,7 +37,9 @@ mixing host and device arrays.
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
 import re
 from functools import cache, lru_cache
 from typing import Any
@@ -56,6 +58,14 @@ from .ops import EXPR
 __all__ = ["SIM", "from_host", "to_host", "empty", "full", "elementwise", "reduce", "matmul", "Scalar", "operands"]
 
 CACHE = not SIM  # Numba's on-disk cache of compiled kernels (the simulator compiles nothing)
+
+if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" not in os.environ:
+    # Small arrays make small grids, by design: Numba would warn about occupancy at every such launch.
+    for _name in ("numba.core.config", "numba.cuda.core.config"):
+        try:
+            importlib.import_module(_name).CUDA_LOW_OCCUPANCY_WARNINGS = 0
+        except ImportError:
+            pass
 
 # -- launch geometry: the GPU's, and the simulator's (tiny blocks, but the same code paths) -----------
 if SIM:
