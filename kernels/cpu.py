@@ -35,6 +35,7 @@ import numpy as np
 from gradjit.wengert import Const, Lit, Wengert
 
 from . import cache
+from .fuse import Fuser
 from .plan import ARENA, EXT, OUT, Plan, bind_literals, make_plan
 from .reference import _CONVERT, GuardFailure
 
@@ -91,6 +92,7 @@ class Runner:
         self.lock = threading.Lock()
         self.arena: _Arena | None = None
         self.runs = 0
+        self.fuser = Fuser()
 
     def acquire(self) -> tuple[_Arena, bool]:
         if self.lock.acquire(blocking=False):
@@ -142,6 +144,8 @@ class CpuExecutor:
             raise ValueError(f"expected {len(wl.inputs)} inputs, got {len(inputs)}")
         runner, fconst, iconst = _binding(wl)
         plan = runner.plan
+        if self.fuse and runner.runs + 1 >= self.hot_after:
+            runner.fuser.start(plan, background=self.fuse != "sync")
         env: dict[int, Any] = {}
         bases = np.zeros(plan.n_slots, np.int64)
         for var, x in zip(wl.inputs, inputs):
@@ -165,7 +169,8 @@ class CpuExecutor:
         try:
             out = np.empty(plan.out_bytes, np.uint8)
             bases[0], bases[1] = arena.addr, _address(out)
-            self._steps(wl, plan, env, bases, arena, out, fconst, iconst)
+            steps = (runner.fuser.steps if self.fuse else None) or plan.steps
+            self._steps(wl, plan, steps, env, bases, arena, out, fconst, iconst)
             results = [self._output(wl, plan, env, arena, out, a, x) for a, x in self._outputs(wl, inputs)]
         finally:
             if owned:
@@ -173,12 +178,14 @@ class CpuExecutor:
         runner.runs += 1
         return results
 
-    def _steps(self, wl: Wengert, plan: Plan, env: dict, bases: np.ndarray, arena: _Arena, out: np.ndarray,
-               fconst: np.ndarray, iconst: np.ndarray) -> None:  # fmt: skip
+    def _steps(self, wl: Wengert, plan: Plan, steps: list, env: dict, bases: np.ndarray, arena: _Arena,
+               out: np.ndarray, fconst: np.ndarray, iconst: np.ndarray) -> None:  # fmt: skip
         run = None
-        for step in plan.steps:
+        for step in steps:
             kind = step[0]
-            if kind == "seg":
+            if kind == "fused":
+                step[1](bases, fconst, iconst)
+            elif kind == "seg":
                 if run is None:
                     run = interp_module().run
                 failed = run(plan.prog, fconst, iconst, bases, step[1], step[2])

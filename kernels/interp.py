@@ -28,10 +28,6 @@ from gradjit.kernels import ops
 from gradjit.kernels import scalar as S
 from gradjit.kernels.ops import (
     ACC_ALL,
-    ACC_ANY,
-    ACC_MAX,
-    ACC_MIN,
-    ACC_PROD,
     ACC_SUM,
     BLK,
     DT_BOOL,
@@ -178,80 +174,16 @@ def _store(z, prog, p, bases, start, stride, n):
 
 # -- reductions -------------------------------------------------------------------------------------
 @_nj
-def _pairwise_leaf(z, lo, n):
-    """NumPy's pairwise-summation leaf (``n <= 128``): eight partial sums, then the rest."""
-    if n < 8:
-        res = S.like(z[lo], 0.0)
-        for i in range(n):
-            res += z[lo + i]
-        return res
-    r0, r1, r2, r3 = z[lo], z[lo + 1], z[lo + 2], z[lo + 3]
-    r4, r5, r6, r7 = z[lo + 4], z[lo + 5], z[lo + 6], z[lo + 7]
-    m = n - n % 8
-    for i in range(8, m, 8):
-        r0 += z[lo + i]
-        r1 += z[lo + i + 1]
-        r2 += z[lo + i + 2]
-        r3 += z[lo + i + 3]
-        r4 += z[lo + i + 4]
-        r5 += z[lo + i + 5]
-        r6 += z[lo + i + 6]
-        r7 += z[lo + i + 7]
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(m, n):
-        res += z[lo + i]
-    return res
-
-
-@_nj
-def _pairwise_split(z, lo, n):
-    """``n <= 136``: NumPy splits once more above 128."""
-    if n <= 128:
-        return _pairwise_leaf(z, lo, n)
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _pairwise_leaf(z, lo, n2) + _pairwise_leaf(z, lo + n2, n - n2)
-
-
-@_nj
-def _pairwise(z, lo, n):
-    """NumPy's pairwise summation of ``z[lo:lo+n]``, ``n <= BLK``: same order, same rounding.
-
-    Written without recursion: Numba's disk cache cannot reload recursive functions."""
-    if n <= 128:
-        return _pairwise_leaf(z, lo, n)
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _pairwise_split(z, lo, n2) + _pairwise_split(z, lo + n2, n - n2)
-
-
-@_nj
-def _fold(kind, acc, v):
-    if kind == ACC_SUM:
-        return acc + v
-    if kind == ACC_PROD:
-        return acc * v
-    if kind == ACC_MAX:
-        return v if (v > acc or v != v) else acc
-    if kind == ACC_MIN:
-        return v if (v < acc or v != v) else acc
-    one, zero = S.like(acc, 1.0), S.like(acc, 0.0)
-    if kind == ACC_ANY:
-        return acc if acc != 0 else (one if v != 0 else zero)
-    return acc if acc == 0 else (one if v != 0 else zero)  # ACC_ALL
-
-
-@_nj
 def _acc_into(kind, dst, z, start, stride, n, tmp, is_bool):
     """Fold ``z[:n]`` into ``dst`` (``stride == 0``: all into one element)."""
     if stride == 0:
         tmp[0] = dst[start]
         acc = tmp[0]
         if kind == ACC_SUM:
-            acc = acc + _pairwise(z, 0, n)
+            acc = acc + S.pairwise_sum(z, 0, n)
         else:
             for i in range(n):
-                acc = _fold(kind, acc, z[i])
+                acc = S.fold(kind, acc, z[i])
         tmp[0] = acc
         if is_bool:
             dst[start] = tmp[0] != 0
@@ -260,7 +192,7 @@ def _acc_into(kind, dst, z, start, stride, n, tmp, is_bool):
     else:
         for i in range(n):
             tmp[0] = dst[start + i * stride]
-            tmp[0] = _fold(kind, tmp[0], z[i])
+            tmp[0] = S.fold(kind, tmp[0], z[i])
             if is_bool:
                 dst[start + i * stride] = tmp[0] != 0
             else:

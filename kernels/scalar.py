@@ -29,6 +29,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from . import ops
+
 _scalar = numba.njit(error_model="numpy")
 
 
@@ -281,3 +283,70 @@ def logaddexp2(x, y):
 def sinc(x):
     y = like(x, np.pi) * (x if x != 0 else like(x, 1.0e-20))
     return sin(y) / y
+
+
+# -- reductions: NumPy's summation order, shared by the interpreter and fused loops --------------------
+@_scalar
+def pairwise_leaf(z, lo, n):
+    """NumPy's pairwise-summation leaf (``n <= 128``): eight partial sums, then the rest."""
+    if n < 8:
+        res = like(z[lo], 0.0)
+        for i in range(n):
+            res += z[lo + i]
+        return res
+    r0, r1, r2, r3 = z[lo], z[lo + 1], z[lo + 2], z[lo + 3]
+    r4, r5, r6, r7 = z[lo + 4], z[lo + 5], z[lo + 6], z[lo + 7]
+    m = n - n % 8
+    for i in range(8, m, 8):
+        r0 += z[lo + i]
+        r1 += z[lo + i + 1]
+        r2 += z[lo + i + 2]
+        r3 += z[lo + i + 3]
+        r4 += z[lo + i + 4]
+        r5 += z[lo + i + 5]
+        r6 += z[lo + i + 6]
+        r7 += z[lo + i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(m, n):
+        res += z[lo + i]
+    return res
+
+
+def _pairwise_level(inner):
+    """One level of NumPy's pairwise recursion above ``inner`` (Numba's disk cache cannot reload
+    recursive functions, so the recursion is unrolled: each level halves ``n`` at a multiple of 8)."""
+
+    @_scalar
+    def level(z, lo, n):
+        if n <= 128:
+            return pairwise_leaf(z, lo, n)
+        n2 = n // 2
+        n2 -= n2 % 8
+        return inner(z, lo, n2) + inner(z, lo + n2, n - n2)
+
+    return level
+
+
+# Levels cover n <= 128 * 2**5 (halves may exceed n / 2 by up to 8 per level): every BLK-sized block.
+_pw = pairwise_leaf
+for _ in range(6):
+    _pw = _pairwise_level(_pw)
+pairwise_sum = _pw
+pairwise_sum.__doc__ = "NumPy's pairwise summation of ``z[lo:lo+n]`` (same order, same rounding), ``n <= 4096``."
+assert ops.BLK <= 4096
+
+
+@_scalar
+def fold(kind, acc, v):
+    if kind == ops.ACC_SUM:
+        return acc + v
+    if kind == ops.ACC_PROD:
+        return acc * v
+    if kind == ops.ACC_MAX:
+        return v if (v > acc or v != v) else acc
+    if kind == ops.ACC_MIN:
+        return v if (v < acc or v != v) else acc
+    one, zero = like(acc, 1.0), like(acc, 0.0)
+    if kind == ops.ACC_ANY:
+        return acc if acc != 0 else (one if v != 0 else zero)
+    return acc if acc == 0 else (one if v != 0 else zero)  # ops.ACC_ALL
