@@ -445,9 +445,20 @@ def elementwise(
         if not out._writeable:
             raise ValueError(f"{op}: output array is read-only")
     z = empty(shape, out_dt) if out is None else out
-    body = program_body([(name, [("x", j) for j in range(len(ins))], tag, out_dt, params)], [(("v", 0), z.dtype)])
-    launch_elementwise(body, ins, [z], shape)
+    launch_elementwise(_single_body(name, len(ins), tag, out_dt, z.dtype, _freeze(params)), ins, [z], shape)
     return z
+
+
+def _freeze(params: dict | None) -> tuple:
+    return tuple(sorted(params.items())) if params else ()
+
+
+@lru_cache(maxsize=4096)
+def _single_body(name: str, n_in: int, tag: str, out_dt: np.dtype, store_dt: np.dtype, params: tuple) -> tuple:
+    """The program of one elementwise op (cached: eager calls make the same few again and again)."""
+    return tuple(
+        program_body([(name, [("x", j) for j in range(n_in)], tag, out_dt, dict(params))], [(("v", 0), store_dt)])
+    )
 
 
 def _copy_into(dst: DeviceArray, src: Any) -> None:

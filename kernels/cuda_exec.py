@@ -185,7 +185,7 @@ class _Plan:
                 continue
             step.outs = [e.out for e in step.eqns if e.out.index in needed]
             outs = [(("v", step.local[v.index]), np.dtype(v.dtype)) for v in step.outs]
-            step.body = C.program_body(step.ops, outs)
+            step.body = tuple(C.program_body(step.ops, outs))
             step.names = "jit: fused " + ", ".join(e.prim.name for e in step.eqns)
         self.steps = steps
 
