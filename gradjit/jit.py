@@ -523,6 +523,10 @@ class Jitted:
             stacklevel=4,  # the user's call of the jitted function
         )
 
+    def _on_device(self) -> bool:
+        """Whether a stored signature has device-array arguments (they run on the 'cuda' executor)."""
+        return any(type(k) is tuple and k and k[0] is DeviceArray for key in self._order for k in key[1])
+
     # -- explain -----------------------------------------------------------------------------
     def explain(self) -> Explanation:
         """A readable listing of signatures, variants, guards, captured values and counts."""
@@ -532,6 +536,7 @@ class Jitted:
             f"jit({name}): {s['calls']} calls, {s['hits']} compiled hits, {s['traces']} traces "
             f"({s['retraces']} after a guard or captured value changed), {s['uncompiled']} uncompiled calls; "
             f"{self._n_variants}/{self.max_variants} variants, executor {self.executor or config.executor!r}"
+            + (" ('cuda' for device arrays)" if not self.executor and self._on_device() else "")
         ]
         if self._warned:
             lines.append("  variant cap reached: calls that match no stored variant run uncompiled")
