@@ -18,7 +18,8 @@ How a run goes:
   into fused loops (``fuse``) in a background thread; runs use them once they are ready.
 
 Numba compiles nothing on a first call: the interpreter is one function with fixed argument
-types, compiled once per installation (``interp_module``) and then loaded from the disk cache.
+types, compiled once per installation (``interp_module``) and then loaded from the disk cache (in a
+background thread started when the executor is created).
 """
 
 from __future__ import annotations
@@ -58,8 +59,18 @@ def interp_module() -> ModuleType:
     return _INTERP[0]
 
 
+def _preload() -> None:
+    try:
+        interp_module()
+    except Exception:  # reported by the first run, which loads it again
+        pass
+
+
 _PLANS: dict[str, Runner] = {}
 _PLANS_LOCK = threading.Lock()
+
+
+_F8 = np.dtype(np.float64)
 
 
 def _address(a: np.ndarray) -> int:
@@ -69,13 +80,14 @@ def _address(a: np.ndarray) -> int:
 class _Arena:
     """The plan's scratch memory and the arrays viewing it that host steps read."""
 
-    __slots__ = ("buf", "addr", "views")
+    __slots__ = ("buf", "views", "bases")
 
     def __init__(self, plan: Plan):
         self.buf = np.empty(plan.arena_bytes, np.uint8)
-        self.addr = _address(self.buf)
+        self.bases = np.zeros(plan.n_slots, np.int64)  # the program's memory table, filled in per run
+        self.bases[0] = _address(self.buf)
         self.views: dict[int, np.ndarray] = {}
-        for v in plan.host_reads:
+        for v in (*plan.host_reads, *plan.arena_inputs):
             lay = plan.layouts[v]
             if plan.root_kind.get(lay.root) == ARENA:
                 isz = lay.dtype.itemsize
@@ -135,9 +147,13 @@ class CpuExecutor:
 
     name = "cpu"
 
-    def __init__(self, hot_after: int = 2, fuse: bool | str = True):
+    def __init__(self, hot_after: int = 2, fuse: bool | str = True, preload: bool = True):
         self.hot_after = hot_after
         self.fuse = fuse  # True: in a background thread; "sync": on the calling thread; False: never
+        if preload and not _INTERP:
+            # Loading the interpreter (Numba, its BLAS check, the cached machine code) takes about half
+            # a second: start it now, so that the first run (jit's second call) finds it ready.
+            threading.Thread(target=_preload, daemon=True, name="gradjit-preload").start()
 
     def run(self, wl: Wengert, inputs: Sequence[Any]) -> list[Any]:
         if len(inputs) != len(wl.inputs):
@@ -147,8 +163,10 @@ class CpuExecutor:
         if self.fuse and runner.runs + 1 >= self.hot_after:
             runner.fuser.start(plan, background=self.fuse != "sync")
         env: dict[int, Any] = {}
-        bases = np.zeros(plan.n_slots, np.int64)
         for var, x in zip(wl.inputs, inputs):
+            if type(x) is float and var.shape == () and var.dtype == _F8:
+                env[var.index] = x  # a Python float: copied into the arena, or passed to host steps as it is
+                continue
             a = x if type(x) is np.ndarray else np.asarray(x)
             if a.shape != var.shape:
                 raise ValueError(f"input {var!r} has shape {a.shape}, the list was traced with {var.shape}")
@@ -159,16 +177,21 @@ class CpuExecutor:
             env[var.index] = a
         for c in wl.consts:
             env[c.index] = c.value
-        for r in plan.kernel_inputs:
-            a = env[r]
-            if type(a) is not np.ndarray or not a.flags.c_contiguous or a.dtype != plan.layouts[r].dtype:
-                a = np.ascontiguousarray(a, dtype=plan.layouts[r].dtype)
-                env[r] = a
-            bases[plan.ext_slot[r]] = _address(a)
         arena, owned = runner.acquire()
         try:
-            out = np.empty(plan.out_bytes, np.uint8)
-            bases[0], bases[1] = arena.addr, _address(out)
+            bases = arena.bases
+            for r in plan.kernel_inputs:
+                a = env[r]
+                if type(a) is not np.ndarray or not a.flags.c_contiguous or a.dtype != plan.layouts[r].dtype:
+                    a = np.ascontiguousarray(a, dtype=plan.layouts[r].dtype)
+                    env[r] = a
+                bases[plan.ext_slot[r]] = _address(a)
+            for r in plan.arena_inputs:
+                arena.views[r][...] = env[r]
+            out = None
+            if plan.out_bytes:
+                out = np.empty(plan.out_bytes, np.uint8)
+                bases[1] = _address(out)
             steps = (runner.fuser.steps if self.fuse else None) or plan.steps
             self._steps(wl, plan, steps, env, bases, arena, out, fconst, iconst)
             results = [self._output(wl, plan, env, arena, out, a, x) for a, x in self._outputs(wl, inputs)]
@@ -244,8 +267,10 @@ class CpuExecutor:
             return a.value
         o = self._obj(plan, env, arena, out, a.index)
         kind = plan.root_kind[plan.layouts[a.index].root]
+        if kind == ARENA:  # a single value, read out: the next run overwrites the arena
+            return o[()] if o.ndim == 0 else o.copy()
         if kind == EXT and isinstance(o, np.ndarray) and np.may_share_memory(o, arena.buf):
-            o = o.copy()  # a host result viewing the arena, which the next run overwrites
+            o = o.copy()  # a host result viewing the arena
         if kind == OUT and o.ndim == 0:
             o = o[()]
         return o

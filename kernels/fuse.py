@@ -161,6 +161,9 @@ def group_source(prog: np.ndarray, k: int, name: str) -> str:
             else:
                 folded = f"S.fold({kind}, {_cast(f, views[p])}, {value[src]})"
                 L.append(f"{inner}{views[p]} = {_store_value(opnd[p][ops.P_DTYPE], folded)}")
+        elif code == ops.OP_LIT:
+            L.append(f"{inner}t{o} = {'fconst' if f == ops.F64 else 'iconst'}[{op[3]}]")
+            value[op[2]] = f"t{o}"
         elif code == ops.OP_CVT:
             L.append(f"{inner}t{o} = {_cast(f, value[op[3]])}")
             value[op[2]] = f"t{o}"

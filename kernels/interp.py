@@ -29,7 +29,6 @@ from gradjit.kernels import scalar as S
 from gradjit.kernels.ops import (
     ACC_ALL,
     ACC_SUM,
-    BLK,
     DT_BOOL,
     DT_F32,
     DT_F64,
@@ -43,6 +42,7 @@ from gradjit.kernels.ops import (
     H_OFF_ITERS,
     H_OFF_OPNDS,
     H_OFF_OPS,
+    H_ROW,
     ITW,
     IW,
     K_EW,
@@ -221,7 +221,7 @@ def _fill(z, v):
 
 
 @_nj
-def _body_op(prog, o, rf, ri, bases, obase, j0, n, rank, tf, ti):
+def _body_op(prog, o, rf, ri, fconst, iconst, bases, obase, j0, n, rank, tf, ti):
     q = prog[H_OFF_OPS] + o * OW
     op, f = prog[q], prog[q + 1]
     if op == OP_LOAD or op == OP_STORE or op == OP_ACC:
@@ -242,6 +242,11 @@ def _body_op(prog, o, rf, ri, bases, obase, j0, n, rank, tf, ti):
             _acc(prog[q + 2], rf[prog[q + 3]], prog, p, bases, start, s, n, tf)
         else:
             _acc(prog[q + 2], ri[prog[q + 3]], prog, p, bases, start, s, n, ti)
+    elif op == OP_LIT:  # a literal without a register of its own for the whole group
+        if f == F64:
+            _fill(rf[prog[q + 2], :n], fconst[prog[q + 3]])
+        else:
+            _fill(ri[prog[q + 2], :n], iconst[prog[q + 3]])
     elif op == OP_CVT:
         d, src = prog[q + 2], prog[q + 3]
         if f == F64:
@@ -268,9 +273,9 @@ def _prologue_op(prog, o, rf, ri, fconst, iconst, bases):
     elif op == OP_LOAD:  # an operand constant over the iteration: its element, in every lane
         p = prog[q + 3]
         if f == F64:
-            _load(rf[prog[q + 2]], prog, p, bases, prog[_opnd(prog, p) + P_ELEM0], 0, BLK)
+            _load(rf[prog[q + 2]], prog, p, bases, prog[_opnd(prog, p) + P_ELEM0], 0, rf.shape[1])
         else:
-            _load(ri[prog[q + 2]], prog, p, bases, prog[_opnd(prog, p) + P_ELEM0], 0, BLK)
+            _load(ri[prog[q + 2]], prog, p, bases, prog[_opnd(prog, p) + P_ELEM0], 0, rf.shape[1])
     elif op == OP_INIT:  # an accumulator: the identity in every element of the output
         p = prog[q + 2]
         span = prog[_opnd(prog, p) + P_SPAN]
@@ -306,10 +311,11 @@ def _group(prog, k, rf, ri, fconst, iconst, bases, obase, idx, tf, ti):
             for d in range(rank - 1):
                 off += idx[d] * prog[q + P_STRIDES + d]
             obase[p] = off
-        for j0 in range(0, length, BLK):
-            n = min(BLK, length - j0)
+        blk = rf.shape[1]
+        for j0 in range(0, length, blk):
+            n = min(blk, length - j0)
             for o in range(b0, o1):
-                _body_op(prog, o, rf, ri, bases, obase, j0, n, rank, tf, ti)
+                _body_op(prog, o, rf, ri, fconst, iconst, bases, obase, j0, n, rank, tf, ti)
         d = rank - 2
         while d >= 0:
             idx[d] += 1
@@ -346,8 +352,9 @@ def _scan(prog, k, regs, bases, idx):
         carry = x[0]
         where = 0
         done = False
-        for j0 in range(0, length, BLK):
-            n = min(BLK, length - j0)
+        blk = regs.shape[1]
+        for j0 in range(0, length, blk):
+            n = min(blk, length - j0)
             _load(x, prog, pin, bases, bin_ + j0 * sin, sin, n)
             if sop == SCAN_ARGMAX or sop == SCAN_ARGMIN:
                 if j0 == 0:
@@ -400,7 +407,7 @@ def _guard(prog, k, regs, bases):
 @_entry
 def run(prog, fconst, iconst, bases, start, stop):
     """Run instructions ``start..stop-1``; -1 if all guards held, else the failing guard's index."""
-    rf = np.empty((max(prog[H_NREG], 2), BLK), np.float64)
+    rf = np.empty((max(prog[H_NREG], 2), prog[H_ROW]), np.float64)
     ri = rf.view(np.int64)  # one register pool, read as float64 or int64
     obase = np.empty(max((prog.shape[0] - prog[H_OFF_OPNDS]) // PW, 1), np.int64)
     idx = np.zeros(ops.MAXR, np.int64)

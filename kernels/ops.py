@@ -17,7 +17,9 @@ small (its cold compile is paid by every fresh install). An expression is writte
 
 Encoding of a program (one flat ``int64`` array, so a call unboxes few arguments):
 
-- header ``[MAGIC, n_instr, off_instr, off_ops, off_opnds, off_iters, n_registers]``;
+- header ``[MAGIC, n_instr, off_instr, off_ops, off_opnds, off_iters, n_registers, row_length]`` (a
+  register row holds ``row_length = min(BLK, longest last axis)`` elements: a program over scalars
+  gets one-element registers);
 - instructions, ``IW`` ints each: ``EW`` (an elementwise group), ``SCAN`` (argmax/argmin/cumsum/
   cumprod along the last iteration axis), ``GUARD`` (a guard checked where its value is computed);
 - ops of the groups, ``OW`` ints each: ``[opcode, file, dst, a, b, c]``;
@@ -50,8 +52,8 @@ FILE_SCALAR = {F64: "np.float64", I64: "np.int64"}
 FILE_NAME = {F64: "f64", I64: "i64"}
 
 # -- header, row widths -----------------------------------------------------------------------------
-H_N_INSTR, H_OFF_INSTR, H_OFF_OPS, H_OFF_OPNDS, H_OFF_ITERS, H_NREG = 1, 2, 3, 4, 5, 6
-HEADER = 7
+H_N_INSTR, H_OFF_INSTR, H_OFF_OPS, H_OFF_OPNDS, H_OFF_ITERS, H_NREG, H_ROW = 1, 2, 3, 4, 5, 6, 7
+HEADER = 8
 IW, OW, PW, ITW = 8, 6, 6 + MAXR, 1 + MAXR
 P_SLOT, P_BYTE_OFF, P_DTYPE, P_SPAN, P_ELEM0, P_STRIDES = 0, 1, 2, 3, 4, 6
 
@@ -67,7 +69,7 @@ G_BOOL, G_INT = 0, 1
 # (after the opcode and the register file)
 OP_LOAD = 1  # [dst, opnd]: gather a block of the operand into a register (prologue: its one element)
 OP_STORE = 2  # [src, opnd]: scatter a register block into the operand, converting to its dtype
-OP_LIT = 3  # [dst, k]: fill a register with fconst[k] (F64) or iconst[k] (I64)
+OP_LIT = 3  # [dst, k]: fill a register with fconst[k] (F64) or iconst[k] (I64) (in the body: per block)
 OP_INIT = 4  # [opnd, k]: fill the whole operand with constant k (an accumulator's identity)
 OP_ACC = 5  # [acc_kind, src, opnd]: fold a register block into the operand (a reduction's output)
 OP_CVT = 6  # [dst, src]: convert a register to this op's file (int to float rounds, float to int truncates)

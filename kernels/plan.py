@@ -41,6 +41,7 @@ from .ops import F64, I64
 
 ARENA, OUT, EXT = 0, 1, 2  # root storage kinds; EXT roots take slots 2, 3, ...
 ALIGN = 64
+PINNED = 16  # registers a group may hold for its whole run (literals, constant operands)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Plan:
     layouts: dict[int, Layout]
     view_eqn: dict[int, Eqn]  # view var -> the view equation (to rebuild host objects of EXT roots)
     host_reads: set[int]  # vars that host steps, host guards or outputs need as arrays
+    arena_inputs: list[int]  # inputs and constants (single values) copied into the arena at each run
     n_eqns: int
     groups: int = 0
     stats: dict = field(default_factory=dict)
@@ -281,8 +283,14 @@ class Planner:
         host_reads.update(outputs)
         self.root_kind: dict[int, int] = {}
         self.stored: set[int] = set()
+        self.arena_inputs: list[int] = []
         for v in (*wl.inputs, *wl.consts):
-            self.root_kind[v.index] = EXT
+            # a single value is copied into the arena (cheaper than taking the address of a new array)
+            small = int(np.prod(v.shape)) == 1 and lower.file_of(v.dtype) is not None
+            self.root_kind[v.index] = ARENA if small else EXT
+            if small:
+                self.arena_inputs.append(v.index)
+                group_of[v.index] = -1
         for k, nd in enumerate(nodes):
             for v in nd.produced:
                 if self.root(v) != v:
@@ -291,11 +299,15 @@ class Planner:
                 if nd.kind == "host":
                     self.root_kind[v] = EXT
                 elif needed or nd.kind == "scan":
-                    self.root_kind[v] = OUT if v in out_roots else ARENA
+                    # a returned single value is read out of the arena as a scalar (or a copy)
+                    big_output = v in out_roots and int(np.prod(self.vars[v].shape)) != 1
+                    self.root_kind[v] = OUT if big_output else ARENA
                 if needed or nd.kind != "group":
                     self.stored.add(v)
         # liveness of arena roots: [defining node, last reading node]; host results keep their inputs alive
         last = {r: max(ks) for r, ks in reads.items()}
+        for r in out_roots:
+            last[r] = n_end  # never reused
         for k in range(n_end - 1, -1, -1):
             nd = nodes[k]
             if nd.kind != "host":
@@ -332,7 +344,7 @@ class Planner:
         for r in sorted(r for r, kd in self.root_kind.items() if kd == OUT):
             self.root_off[r] = top
             top += -(-self.vars[r].dtype.itemsize * max(int(np.prod(self.vars[r].shape)), 1) // ALIGN) * ALIGN
-        self.out_bytes = max(top, ALIGN)
+        self.out_bytes = top
         self.host_reads = host_reads
         self.ext_slot: dict[int, int] = {}
         for r, kd in self.root_kind.items():
@@ -406,6 +418,7 @@ class Planner:
             layouts=self.layouts,
             view_eqn=self.view_eqn,
             host_reads=self.host_reads,
+            arena_inputs=self.arena_inputs,
             n_eqns=len(self.wl.eqns),
             groups=sum(nd.kind == "group" for nd in nodes),
         )
@@ -476,7 +489,8 @@ class Planner:
         return True
 
     def pack(self) -> np.ndarray:
-        header = [ops.MAGIC, len(self.instrs), 0, 0, 0, 0, self.nreg]
+        row = min(ops.BLK, max((it[it[0]] for it in self.iters), default=1))
+        header = [ops.MAGIC, len(self.instrs), 0, 0, 0, 0, self.nreg, row]
         parts = [self.instrs, self.oprows, self.opnds, self.iters]
         widths = [ops.IW, ops.OW, ops.PW, ops.ITW]
         flat: list[int] = list(header)
@@ -576,32 +590,35 @@ class _GroupEncoder:
             used[0] += 1
             return used[0] - 1
 
-        def ensure(key: tuple, file: int) -> int:
+        def constant(key: tuple) -> bool:
+            return key[0] in ("lit", "const") or (key[0] == "load" and const_iter[("in", key[1])])
+
+        def ensure(key: tuple, file: int, pin: bool = False) -> int:
             if key in reg:
                 return reg[key]
             r = alloc()
             reg[key] = r
-            if key[0] in ("lit", "const"):
-                k = p.add_literal(*key[1:]) if key[0] == "lit" else p.add_const(key[2], key[1])
-                prologue.append([ops.OP_LIT, key[1], r, k, 0, 0])
+            where = prologue if pin else body
+            if pin:
                 pinned.add(key)
+            if key[0] in ("lit", "const"):
+                if key not in slot:
+                    slot[key] = p.add_literal(*key[1:]) if key[0] == "lit" else p.add_const(key[2], key[1])
+                where.append([ops.OP_LIT, key[1], r, slot[key], 0, 0])
             elif key[0] == "load":
-                opnd = base + row_of[("in", key[1])]
-                if const_iter[("in", key[1])]:
-                    prologue.append([ops.OP_LOAD, key[2], r, opnd, 0, 0])
-                    pinned.add(key)
-                else:
-                    body.append([ops.OP_LOAD, key[2], r, opnd, 0, 0])
+                where.append([ops.OP_LOAD, key[2], r, base + row_of[("in", key[1])], 0, 0])
             else:
                 raise AssertionError(f"value {key} used before it is computed")
             return r
 
-        # values filled once by the prologue (literals, operands constant over the iteration) take
-        # their registers first, so no body op ever reuses them
+        # The first PINNED values filled once by the prologue (literals, operands constant over the
+        # iteration) take their registers first, so no body op ever reuses them; any further ones
+        # are filled in the body where they are used (a long unrolled loop has a literal per step).
+        slot: dict[tuple, int] = {}
         for _, file, _, keys, _ in seq:
             for key in keys:
-                if key[0] in ("lit", "const") or (key[0] == "load" and const_iter[("in", key[1])]):
-                    ensure(key, file)
+                if constant(key) and key not in reg and len(pinned) < PINNED:
+                    ensure(key, file, pin=True)
         for pos, (name, file, dst, keys, m) in enumerate(seq):
             e = wl.eqns[self.node.eqns[m]]
             srcs = [ensure(key, file) for key in keys]
