@@ -6,8 +6,9 @@ Settings are properties that switch the machinery they name (nothing polls this 
 path). Environment variables give their initial values when gradjit is imported:
 
 - ``GRADJIT_DEBUG_NANS=1``: start with NaN/Inf debugging on (see ``gradjit.debug``).
-- ``GRADJIT_EXECUTOR=reference``: the executor ``gradjit.jit`` runs stored Wengert lists on (a name
-  registered in ``gradjit.kernels``; checked when first used).
+- ``GRADJIT_EXECUTOR=cpu``: the executor ``gradjit.jit`` runs stored Wengert lists on (a name
+  registered in ``gradjit.kernels``, checked when first used): ``cpu`` (the default, Numba-compiled)
+  or ``reference`` (NumPy, one primitive at a time).
 - ``GRADJIT_CACHE_DIR=/path``: where compiled kernels are cached on disk (default
   ``$XDG_CACHE_HOME/gradjit``, or ``~/.cache/gradjit``); see ``gradjit.kernels.cache``.
 """
@@ -24,7 +25,7 @@ __all__ = ["Config", "config"]
 _TRUE = ("1", "true", "yes", "on")
 
 # The executor name; not validated at import (that would import gradjit.kernels eagerly).
-_executor = os.environ.get("GRADJIT_EXECUTOR", "").strip() or "reference"
+_executor = os.environ.get("GRADJIT_EXECUTOR", "").strip() or "cpu"
 
 _cache_dir = os.environ.get("GRADJIT_CACHE_DIR", "").strip() or os.path.join(
     os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache"), "gradjit"

@@ -465,7 +465,7 @@ def test_jit_checks_the_guard_of_a_checkpointed_branch(rng):
     x = np.abs(rng.normal(size=5))
     for arg in (x, 2 * x, -x, x, -2 * x):
         want = gj.grad(lambda x: np.sum(branchy(x, 1.5) ** 2))(arg)
-        assert np.array_equal(fast(arg, 1.5), want)
+        np.testing.assert_allclose(fast(arg, 1.5), want, rtol=1e-14)  # executors agree to tolerance
     assert fast.stats["traces"] == 2 and fast.stats["guard_failures"] >= 1 and fast.stats["hits"] == 3
 
 
