@@ -47,6 +47,7 @@ from gradjit.kernels.ops import (
     IW,
     K_EW,
     K_GUARD,
+    K_MATMUL,
     K_SCAN,
     OP_ACC,
     OP_CVT,
@@ -262,7 +263,7 @@ def _body_op(prog, o, rf, ri, fconst, iconst, bases, obase, j0, n, rank, tf, ti)
 
 
 @_nj
-def _prologue_op(prog, o, rf, ri, fconst, iconst, bases):
+def _prologue_op(prog, o, rf, ri, fconst, iconst, bases, tf, ti):
     q = prog[H_OFF_OPS] + o * OW
     op, f = prog[q], prog[q + 1]
     if op == OP_LIT:
@@ -280,15 +281,13 @@ def _prologue_op(prog, o, rf, ri, fconst, iconst, bases):
         p = prog[q + 2]
         span = prog[_opnd(prog, p) + P_SPAN]
         if f == F64:
-            z = rf[0, :1].copy()
-            z[0] = fconst[prog[q + 3]]
+            tf[0] = fconst[prog[q + 3]]
             for j in range(span):
-                _store(z, prog, p, bases, j, 0, 1)
+                _store(tf, prog, p, bases, j, 0, 1)
         else:
-            zi = ri[0, :1].copy()
-            zi[0] = iconst[prog[q + 3]]
+            ti[0] = iconst[prog[q + 3]]
             for j in range(span):
-                _store(zi, prog, p, bases, j, 0, 1)
+                _store(ti, prog, p, bases, j, 0, 1)
 
 
 @_nj
@@ -303,7 +302,7 @@ def _group(prog, k, rf, ri, fconst, iconst, bases, obase, idx, tf, ti):
         n_outer *= prog[itq + 1 + d]
         idx[d] = 0
     for o in range(o0, b0):
-        _prologue_op(prog, o, rf, ri, fconst, iconst, bases)
+        _prologue_op(prog, o, rf, ri, fconst, iconst, bases, tf, ti)
     for _ in range(n_outer):
         for p in range(p0, p1):
             q = _opnd(prog, p)
@@ -392,6 +391,62 @@ def _scan(prog, k, regs, bases, idx):
 
 
 @_nj
+def _mm(a, b, o, prog, itq, qa, qb, qo, idx):
+    rank = prog[itq]
+    m, n, kk = prog[itq + rank - 2], prog[itq + rank - 1], prog[itq + rank]
+    nb = rank - 3
+    sai, sak = prog[qa + P_STRIDES + nb], prog[qa + P_STRIDES + nb + 2]
+    sbj, sbk = prog[qb + P_STRIDES + nb + 1], prog[qb + P_STRIDES + nb + 2]
+    soi, soj = prog[qo + P_STRIDES + nb], prog[qo + P_STRIDES + nb + 1]
+    n_batch = 1
+    for d in range(nb):
+        n_batch *= prog[itq + 1 + d]
+        idx[d] = 0
+    for _ in range(n_batch):
+        ba, bb, bo = prog[qa + P_ELEM0], prog[qb + P_ELEM0], prog[qo + P_ELEM0]
+        for d in range(nb):
+            ba += idx[d] * prog[qa + P_STRIDES + d]
+            bb += idx[d] * prog[qb + P_STRIDES + d]
+            bo += idx[d] * prog[qo + P_STRIDES + d]
+        for i in range(m):
+            for j in range(n):
+                acc = 0.0
+                pa, pb = ba + i * sai, bb + j * sbj
+                for t in range(kk):
+                    acc += np.float64(a[pa + t * sak]) * np.float64(b[pb + t * sbk])
+                o[bo + i * soi + j * soj] = acc
+        d = nb - 1
+        while d >= 0:
+            idx[d] += 1
+            if idx[d] < prog[itq + 1 + d]:
+                break
+            idx[d] = 0
+            d -= 1
+
+
+@_nj
+def _matmul(prog, k, bases, idx):
+    """A small matrix product (see ``ops.K_MATMUL``), accumulated in float64."""
+    ins = prog[H_OFF_INSTR] + k * IW
+    itq = prog[H_OFF_ITERS] + prog[ins + 2] * ITW
+    qa, qb, qo = _opnd(prog, prog[ins + 3]), _opnd(prog, prog[ins + 4]), _opnd(prog, prog[ins + 5])
+    aa = bases[prog[qa + P_SLOT]] + prog[qa + P_BYTE_OFF]
+    ab = bases[prog[qb + P_SLOT]] + prog[qb + P_BYTE_OFF]
+    ao = bases[prog[qo + P_SLOT]] + prog[qo + P_BYTE_OFF]
+    na, nb_, no = prog[qa + P_SPAN], prog[qb + P_SPAN], prog[qo + P_SPAN]
+    if prog[qa + P_DTYPE] == DT_F64:
+        a = numba.carray(as_pointer(aa, np.float64), (na,))
+        b = numba.carray(as_pointer(ab, np.float64), (nb_,))
+        o = numba.carray(as_pointer(ao, np.float64), (no,))
+        _mm(a, b, o, prog, itq, qa, qb, qo, idx)
+    else:
+        a32 = numba.carray(as_pointer(aa, np.float32), (na,))
+        b32 = numba.carray(as_pointer(ab, np.float32), (nb_,))
+        o32 = numba.carray(as_pointer(ao, np.float32), (no,))
+        _mm(a32, b32, o32, prog, itq, qa, qb, qo, idx)
+
+
+@_nj
 def _guard(prog, k, regs, bases):
     """True if guard instruction ``k`` holds: the operand's (only) element against the observed value."""
     ins = prog[H_OFF_INSTR] + k * IW
@@ -404,14 +459,26 @@ def _guard(prog, k, regs, bases):
 
 
 # -- the entry point ----------------------------------------------------------------------------------
+@_nj
+def _unowned(a):
+    """``a`` as a view without a reference count: Numba increments and decrements the count of every
+    array argument at each call of a function it does not inline (an atomic operation, about 10 ns
+    each), which dominated the cost of an op on small arrays. The caller keeps ``a`` alive."""
+    return numba.carray(as_pointer(a.ctypes.data, a.dtype), a.shape)
+
+
 @_entry
 def run(prog, fconst, iconst, bases, start, stop):
     """Run instructions ``start..stop-1``; -1 if all guards held, else the failing guard's index."""
-    rf = np.empty((max(prog[H_NREG], 2), prog[H_ROW]), np.float64)
-    ri = rf.view(np.int64)  # one register pool, read as float64 or int64
-    obase = np.empty(max((prog.shape[0] - prog[H_OFF_OPNDS]) // PW, 1), np.int64)
-    idx = np.zeros(ops.MAXR, np.int64)
-    tf, ti = np.empty(1, np.float64), np.empty(1, np.int64)
+    rf_owned = np.empty((max(prog[H_NREG], 2), prog[H_ROW]), np.float64)
+    scratch = np.zeros(max((prog.shape[0] - prog[H_OFF_OPNDS]) // PW, 1) + ops.MAXR + 2, np.int64)
+    rf = _unowned(rf_owned)
+    ri = numba.carray(as_pointer(rf_owned.ctypes.data, np.int64), rf_owned.shape)  # the same registers as int64
+    obase = _unowned(scratch)
+    idx = obase[obase.shape[0] - ops.MAXR - 2 : obase.shape[0] - 2]
+    ti = obase[obase.shape[0] - 1 :]
+    tf = numba.carray(as_pointer(scratch.ctypes.data + 8 * (scratch.shape[0] - 2), np.float64), (1,))
+    prog, fconst, iconst, bases = _unowned(prog), _unowned(fconst), _unowned(iconst), _unowned(bases)
     for k in range(start, stop):
         ins = prog[H_OFF_INSTR] + k * IW
         kind = prog[ins]
@@ -422,6 +489,8 @@ def run(prog, fconst, iconst, bases, start, stop):
                 _scan(prog, k, rf, bases, idx)
             else:
                 _scan(prog, k, ri, bases, idx)
+        elif kind == K_MATMUL:
+            _matmul(prog, k, bases, idx)
         elif kind == K_GUARD:
             ok = _guard(prog, k, rf, bases) if prog[ins + 5] == F64 else _guard(prog, k, ri, bases)
             if not ok:

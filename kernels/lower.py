@@ -9,6 +9,7 @@
 - ``Reduce``: reduce_sum/prod/max/min/any/all, folded into its output by the group that computes
   its input (``ops.OP_ACC``);
 - ``Scan``: argmax/argmin/cumsum/cumprod along one axis;
+- ``Matmul``: a float matmul small enough that a loop beats a call into BLAS (``ops.MATMUL_MAX``);
 - ``None``: anything else runs on the host with the primitive's own implementation (contractions
   call BLAS through NumPy, linear algebra LAPACK, conv/pool their Numba kernels, user primitives
   their Python function), as do dtypes the register files do not hold exactly (float16, complex,
@@ -75,6 +76,11 @@ class Scan:
 
 @dataclass
 class View:
+    pass
+
+
+@dataclass
+class Matmul:
     pass
 
 
@@ -237,6 +243,20 @@ def _scan(eqn: Eqn) -> Scan | None:
     return None
 
 
+def _matmul(eqn: Eqn) -> Matmul | None:
+    """A small float matmul runs in the interpreter; a large one calls BLAS on the host."""
+    a, b = eqn.ins
+    if type(a) is Lit or type(b) is Lit or not (a.dtype == b.dtype == eqn.out.dtype) or a.dtype not in (F8, F4):
+        return None
+    m = a.shape[-2] if len(a.shape) > 1 else 1
+    n = b.shape[-1] if len(b.shape) > 1 else 1
+    k = a.shape[-1]
+    batch = eqn.out.shape[: len(eqn.out.shape) - (len(a.shape) > 1) - (len(b.shape) > 1)]
+    if len(batch) + 3 > ops.MAXR or int(np.prod(batch)) * m * n * k > ops.MATMUL_MAX:
+        return None
+    return Matmul()
+
+
 def _is_view(eqn: Eqn) -> bool:
     name = eqn.prim.name
     if name == "getitem":
@@ -245,10 +265,10 @@ def _is_view(eqn: Eqn) -> bool:
     return name in VIEWS
 
 
-_RULES = {"select": _select, "astype": _astype, "round": _round, "sinc": _sinc}
+_RULES = {"select": _select, "astype": _astype, "round": _round, "sinc": _sinc, "matmul": _matmul}
 
 
-def classify(eqn: Eqn) -> Ew | Reduce | Scan | View | None:
+def classify(eqn: Eqn) -> Ew | Reduce | Scan | View | Matmul | None:
     """What the planner does with ``eqn`` (None: run it on the host)."""
     name = eqn.prim.name
     if eqn.prim.kind == "user" or any(np.ndim(a.value) if type(a) is Lit else 0 for a in eqn.ins):

@@ -21,7 +21,8 @@ Encoding of a program (one flat ``int64`` array, so a call unboxes few arguments
   register row holds ``row_length = min(BLK, longest last axis)`` elements: a program over scalars
   gets one-element registers);
 - instructions, ``IW`` ints each: ``EW`` (an elementwise group), ``SCAN`` (argmax/argmin/cumsum/
-  cumprod along the last iteration axis), ``GUARD`` (a guard checked where its value is computed);
+  cumprod along the last iteration axis), ``GUARD`` (a guard checked where its value is computed),
+  ``MATMUL`` (a small matrix product: below ``MATMUL_MAX`` a loop beats a call into BLAS);
 - ops of the groups, ``OW`` ints each: ``[opcode, file, dst, a, b, c]``;
 - operands, ``PW`` ints each: ``[slot, byte_offset, dtype, span, elem0, 0, strides * MAXR]``: the
   typed array of ``span`` elements starting at ``bases[slot] + byte_offset`` (the lowest address the
@@ -61,7 +62,10 @@ P_SLOT, P_BYTE_OFF, P_DTYPE, P_SPAN, P_ELEM0, P_STRIDES = 0, 1, 2, 3, 4, 6
 # EW:    [EW, 0, iter, op_start, body_start, op_end, opnd_start, opnd_end]
 # SCAN:  [SCAN, scan_op, file, iter, in_opnd, out_opnd, 0, 0]
 # GUARD: [GUARD, opnd, guard_kind, guard_index, observed, file, 0, 0]
-K_EW, K_SCAN, K_GUARD = 1, 2, 3
+# MATMUL: [MATMUL, 0, iter, a_opnd, b_opnd, out_opnd, 0, 0]: iteration (batch..., M, N, K), each operand
+#         with a stride per axis (0 where it does not vary): out[.., i, j] = sum_k a[.., i, k] * b[.., k, j]
+K_EW, K_SCAN, K_GUARD, K_MATMUL = 1, 2, 3, 4
+MATMUL_MAX = 32768  # multiply-adds up to which a matmul runs in the interpreter; larger ones call BLAS
 SCAN_ARGMAX, SCAN_ARGMIN, SCAN_CUMSUM, SCAN_CUMPROD = 0, 1, 2, 3
 G_BOOL, G_INT = 0, 1
 

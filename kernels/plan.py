@@ -36,7 +36,7 @@ import numpy as np
 from gradjit.wengert import Eqn, Lit, Var, Wengert
 
 from . import lower, ops
-from .lower import B1, F4, I4, I8, Ew, Reduce, Scan, View
+from .lower import B1, F4, I4, I8, Ew, Matmul, Reduce, Scan, View
 from .ops import F64, I64
 
 ARENA, OUT, EXT = 0, 1, 2  # root storage kinds; EXT roots take slots 2, 3, ...
@@ -55,7 +55,7 @@ class Layout:
 
 @dataclass
 class Node:
-    kind: str  # "group", "scan", "guard", "host", "hguard"
+    kind: str  # "group", "scan", "matmul", "guard", "host"
     shape: tuple[int, ...] = ()  # a group's iteration shape
     eqns: list[int] = field(default_factory=list)
     produced: set[int] = field(default_factory=set)  # vars computed here
@@ -247,7 +247,8 @@ class Planner:
                     g.pending.add(e.out.index)
                 continue
             close()
-            nodes.append(Node("scan" if isinstance(kind, Scan) else "host", eqns=[i], produced={e.out.index}))
+            nk = "scan" if isinstance(kind, Scan) else "matmul" if isinstance(kind, Matmul) else "host"
+            nodes.append(Node(nk, eqns=[i], produced={e.out.index}))
         for gi in guards_at.get(len(self.wl.eqns), ()):
             guard(gi)
         close()
@@ -298,7 +299,7 @@ class Planner:
                 needed = v in out_roots or any(r != k for r in reads.get(v, ())) or v in nd.pending
                 if nd.kind == "host":
                     self.root_kind[v] = EXT
-                elif needed or nd.kind == "scan":
+                elif needed or nd.kind in ("scan", "matmul"):
                     # a returned single value is read out of the arena as a scalar (or a copy)
                     big_output = v in out_roots and int(np.prod(self.vars[v].shape)) != 1
                     self.root_kind[v] = OUT if big_output else ARENA
@@ -392,6 +393,8 @@ class Planner:
                 if not self.encode_scan(nd.eqns[0]):
                     flush_segment()
                     steps.append(("host", nd.eqns[0]))
+            elif nd.kind == "matmul":
+                self.encode_matmul(nd.eqns[0])
             elif nd.kind == "guard":
                 if not self.encode_guard(nd.guard):
                     flush_segment()
@@ -469,6 +472,35 @@ class Planner:
         self.opnds.append(self.operand(out.index, strides_out, sh))
         self.instrs.append([ops.K_SCAN, sc.op, sc.file, it, pin, pin + 1, int(sc.round32), 0])
         return True
+
+    def encode_matmul(self, i: int) -> None:
+        """``out = a @ b`` with NumPy's rules (1-D operands promoted, batch axes broadcast) as an
+        iteration over (batch..., M, N, K)."""
+        e = self.wl.eqns[i]
+        a, b, out = e.ins[0], e.ins[1], e.out
+        la, lb, lo = self.layouts[a.index], self.layouts[b.index], self.layouts[out.index]
+        m = a.shape[-2] if len(a.shape) > 1 else 1
+        n = b.shape[-1] if len(b.shape) > 1 else 1
+        k = a.shape[-1]
+        nb = len(out.shape) - (len(a.shape) > 1) - (len(b.shape) > 1)
+        batch = list(out.shape[:nb])
+
+        def batch_strides(lay: Layout, core: int) -> list[int]:
+            nd = len(lay.shape) - core
+            return _aligned(Layout(lay.root, lay.offset, lay.strides[:nd], lay.shape[:nd], lay.dtype), tuple(batch))
+
+        sa = batch_strides(la, min(2, len(a.shape)))
+        sa += [la.strides[-2] if len(a.shape) > 1 else 0, 0, la.strides[-1]]
+        sb = batch_strides(lb, min(2, len(b.shape)))
+        sb += [0, lb.strides[-1] if len(b.shape) > 1 else 0, lb.strides[-2] if len(b.shape) > 1 else lb.strides[-1]]
+        so = list(lo.strides[:nb])
+        so += [lo.strides[nb] if len(a.shape) > 1 else 0, lo.strides[-1] if len(b.shape) > 1 else 0, 0]
+        shape = batch + [m, n, k]
+        it = self.add_iter(shape)
+        p = len(self.opnds)
+        for v, st in ((a.index, sa), (b.index, sb), (out.index, so)):
+            self.opnds.append(self.operand(v, st, shape))
+        self.instrs.append([ops.K_MATMUL, 0, it, p, p + 1, p + 2, 0, 0])
 
     def encode_guard(self, gi: int) -> bool:
         g = self.wl.guards[gi]
