@@ -33,7 +33,8 @@ def agree(wl: gj.Wengert, *args: Any, exact: bool = False) -> list:
         if exact:
             np.testing.assert_array_equal(ga, wa)
         else:
-            np.testing.assert_allclose(ga, wa, rtol=1e-13, atol=1e-15)
+            scale = float(np.max(np.abs(wa), initial=0.0)) if wa.dtype.kind == "f" else 0.0
+            np.testing.assert_allclose(ga, wa, rtol=1e-13, atol=1e-13 * scale)
     return got
 
 
@@ -165,6 +166,29 @@ def test_reductions_and_scans_over_any_axes() -> None:
         agree(gj.make_wengert(lambda x: (np.argmax(x, axis=axis), np.argmin(x.T, axis=axis)))(x), x, exact=True)
     for axis in (0, 1, 2):
         agree(gj.make_wengert(lambda x: np.cumprod(x, axis=axis))(x), x, exact=True)
+
+
+def test_matmuls_small_in_the_interpreter_large_through_blas() -> None:
+    from gradjit.kernels import lower
+
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((2, 1, 3, 5)), rng.standard_normal((4, 5, 2))
+    v = rng.standard_normal(5)
+    big = rng.standard_normal((64, 64))
+
+    def f(a, b, v, big):
+        return a @ b, v @ b, a @ v, v @ v, np.swapaxes(a, -1, -2)[0, 0] @ a[1, 0], big @ big.T
+
+    wl = gj.make_wengert(f)(a, b, v, big)
+    kinds = [type(lower.classify(e)).__name__ for e in wl.eqns if e.prim.name == "matmul"]
+    assert kinds.count("Matmul") == 5 and kinds.count("NoneType") == 1  # the 64x64 product calls BLAS
+    agree(wl, a, b, v, big)
+    grad_wl = gj.make_wengert(gj.grad(lambda *xs: sum(np.sum(np.tanh(r)) for r in f(*xs)), (0, 1, 2, 3)))(a, b, v, big)
+    agree(grad_wl, a, b, v, big)
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    got = CPU.run(gj.make_wengert(np.matmul)(a32, b32), [a32, b32])[0]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, a32 @ b32, rtol=1e-5, atol=1e-6)
 
 
 def test_large_reduction_is_accurate() -> None:
