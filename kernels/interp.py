@@ -467,18 +467,8 @@ def _unowned(a):
     return numba.carray(as_pointer(a.ctypes.data, a.dtype), a.shape)
 
 
-@_entry
-def run(prog, fconst, iconst, bases, start, stop):
-    """Run instructions ``start..stop-1``; -1 if all guards held, else the failing guard's index."""
-    rf_owned = np.empty((max(prog[H_NREG], 2), prog[H_ROW]), np.float64)
-    scratch = np.zeros(max((prog.shape[0] - prog[H_OFF_OPNDS]) // PW, 1) + ops.MAXR + 2, np.int64)
-    rf = _unowned(rf_owned)
-    ri = numba.carray(as_pointer(rf_owned.ctypes.data, np.int64), rf_owned.shape)  # the same registers as int64
-    obase = _unowned(scratch)
-    idx = obase[obase.shape[0] - ops.MAXR - 2 : obase.shape[0] - 2]
-    ti = obase[obase.shape[0] - 1 :]
-    tf = numba.carray(as_pointer(scratch.ctypes.data + 8 * (scratch.shape[0] - 2), np.float64), (1,))
-    prog, fconst, iconst, bases = _unowned(prog), _unowned(fconst), _unowned(iconst), _unowned(bases)
+@_nj
+def _execute(prog, fconst, iconst, bases, start, stop, rf, ri, obase, idx, tf, ti):
     for k in range(start, stop):
         ins = prog[H_OFF_INSTR] + k * IW
         kind = prog[ins]
@@ -496,6 +486,24 @@ def run(prog, fconst, iconst, bases, start, stop):
             if not ok:
                 return prog[ins + 3]
     return -1
+
+
+@_entry
+def run(prog, fconst, iconst, bases, start, stop):
+    """Run instructions ``start..stop-1``; -1 if all guards held, else the failing guard's index."""
+    registers = np.empty((max(prog[H_NREG], 2), prog[H_ROW]), np.float64)
+    scratch = np.zeros(max((prog.shape[0] - prog[H_OFF_OPNDS]) // PW, 1) + ops.MAXR + 2, np.int64)
+    rf = _unowned(registers)
+    ri = numba.carray(as_pointer(registers.ctypes.data, np.int64), registers.shape)  # the same memory as int64
+    obase = _unowned(scratch)
+    idx = obase[obase.shape[0] - ops.MAXR - 2 : obase.shape[0] - 2]
+    ti = obase[obase.shape[0] - 1 :]
+    tf = numba.carray(as_pointer(scratch.ctypes.data + 8 * (scratch.shape[0] - 2), np.float64), (1,))
+    u = _unowned
+    status = _execute(u(prog), u(fconst), u(iconst), u(bases), start, stop, rf, ri, obase, idx, tf, ti)
+    # Numba releases an array after its last use: using the owners here keeps the memory the views
+    # above point into alive until the program has run.
+    return status + 0 * (registers.shape[0] + scratch.shape[0])
 
 
 RUN_SIGNATURE = "int64(int64[::1], float64[::1], int64[::1], int64[::1], int64, int64)"
