@@ -138,6 +138,9 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
             ct[idx] = c if prev is None else prev + c
             if debug and prev is not None:
                 _debug.check_sum(eqn, a, ct[idx])
+        # Drop this step's references before the next rule runs, so cotangent-sized temporaries (the
+        # contribution, the previous sum) are freed now rather than one equation later.
+        c = prev = contribs = g = None
     return ct
 
 
