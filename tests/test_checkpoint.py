@@ -475,9 +475,10 @@ def test_jit_with_a_captured_array_lifted_into_the_checkpoint(rng):
     fast = gj.jit(gj.grad(lambda x: np.sum(block(block(x)))))
     x = rng.normal(size=(3, 4))
     want = gj.grad(lambda x: np.sum(np.tanh(np.tanh(x @ W) @ W)))
-    assert np.array_equal(fast(x), want(x))
+    np.testing.assert_allclose(fast(x), want(x), rtol=1e-14)  # executors agree to tolerance
     W *= 2.0  # read at every call
-    assert np.array_equal(fast(x), want(x)) and fast.stats["traces"] == 1
+    np.testing.assert_allclose(fast(x), want(x), rtol=1e-14)
+    assert fast.stats["traces"] == 1
 
 
 def test_benchmark_quick_run(tmp_path):
