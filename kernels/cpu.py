@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -66,7 +67,9 @@ def _preload() -> None:
         pass
 
 
-_PLANS: dict[str, Runner] = {}
+# Plans by structural hash, held by the lists that use them (a structure no list has any more lets its
+# plan and arena go; a new list of it plans again, and its fused loops come back from the disk cache).
+_PLANS: weakref.WeakValueDictionary[str, Runner] = weakref.WeakValueDictionary()
 _PLANS_LOCK = threading.Lock()
 
 
