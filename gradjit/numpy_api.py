@@ -53,7 +53,7 @@ from .primitives import (
     sinc_p,
     transpose_p,
 )
-from .tracing import Tracer, bind
+from .tracing import OVERRIDES, Tracer, bind, bind_into
 
 HANDLED: dict[Callable, Callable] = {}
 # np function -> Primitive, installed by ``gradjit.gradients`` for functions that are composites.
@@ -622,11 +622,20 @@ def _inplace(prim_name: str) -> Callable:
 def _binary(name: str) -> tuple[Callable, Callable]:
     prim = P(name)
 
+    # ``bind(prim, self, other)`` and ``bind(prim, other, self)`` with the top trace found inline
+    # (``self`` is a tracer; among equal levels the first argument's trace wins, as in ``bind``):
+    # operators are most of what VJP rules do, so nested ``grad`` runs these once per operation.
     def fwd(self: Any, other: Any) -> Any:
-        return bind(prim, self, other)
+        top = self._trace
+        if type(other) is Tracer and other._trace.level > top.level:
+            top = other._trace
+        return bind_into(top, OVERRIDES.get(prim, prim) if OVERRIDES else prim, (self, other), {})
 
     def rev(self: Any, other: Any) -> Any:
-        return bind(prim, other, self)
+        top = self._trace
+        if type(other) is Tracer and other._trace.level >= top.level:
+            top = other._trace
+        return bind_into(top, OVERRIDES.get(prim, prim) if OVERRIDES else prim, (other, self), {})
 
     return fwd, rev
 

@@ -100,11 +100,22 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
         prim = eqn.prim
         params = eqn.params
         ans = eqn.out.value
-        args = [a.value for a in ins]
+        n = len(ins)  # the forward values of the arguments, unrolled for the usual one or two
+        if n == 2:
+            args = (ins[0].value, ins[1].value)
+        elif n == 1:
+            args = (ins[0].value,)
+        else:
+            args = tuple([a.value for a in ins])
         joint = prim.vjp_all
-        contribs = joint(g, ans, *args, **params) if joint is not None else None
-        rules = prim.vjps
-        for i, a in enumerate(ins):
+        if joint is not None:
+            contribs = joint(g, ans, *args, **params)
+        else:
+            contribs = None
+            rules = prim.vjps
+            nrules = len(rules)
+        for i in range(n):
+            a = ins[i]
             if type(a) is not Var:
                 continue  # literals and constants get no gradient
             dt = a.dtype
@@ -115,18 +126,26 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
                 if c is None or c is ZERO:
                     continue
             else:
-                rule = rules[i] if i < len(rules) else None
+                rule = rules[i] if i < nrules else None
                 if rule is ZERO:
                     continue
                 if rule is None:
                     raise _no_vjp(eqn, i)
-                c = rule(g, ans, *args, **params)
-            # Bring the contribution to the variable's shape and dtype (inlined _fit: hot path).
-            try:
-                cs, cd = c.shape, c.dtype
-            except AttributeError:
-                c = np.asarray(c)
-                cs, cd = c.shape, c.dtype
+                c = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
+            # Bring the contribution to the variable's shape and dtype (inlined _fit: hot path; a
+            # tracer's and a float64 scalar's shape and dtype are read without property calls).
+            tc = type(c)
+            if tc is Tracer:
+                cv = c._var
+                cs, cd = cv.shape, cv.dtype
+            elif tc is _F64_SCALAR:
+                cs, cd = (), _FLOAT64
+            else:
+                try:
+                    cs, cd = c.shape, c.dtype
+                except AttributeError:
+                    c = np.asarray(c)
+                    cs, cd = c.shape, c.dtype
             if cs != a.shape:
                 c = unbroadcast(c, a.shape)
             if cd is not dt and cd != dt:
@@ -142,6 +161,10 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
         # contribution, the previous sum) are freed now rather than one equation later.
         c = prev = contribs = g = None
     return ct
+
+
+_F64_SCALAR = np.float64
+_FLOAT64 = np.dtype(np.float64)
 
 
 def zeros_cotangent(var: Var) -> Any:

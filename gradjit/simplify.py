@@ -261,19 +261,54 @@ _IDENTITY_RULES = {
     "broadcast_to": _shape_identity,
     "transpose": _transpose_identity,
 }
+# Those that can hold when every input is a variable (mul, div and sub need a literal or constant).
+_PLAIN_IDENTITY_RULES = ("astype", "reshape", "broadcast_to", "transpose")
 
 
 # ---------------------------------------------------------------------------------------------
 # Emission
 # ---------------------------------------------------------------------------------------------
-def bind_simplified(top: Any, prim: Any, args: tuple, params: dict) -> Any:
+def bind_simplified(top: Any, prim: Any, args: Any, params: dict) -> Any:
     """``bind`` into a simplified trace ``top``: reuse an equal equation, forward an identity, or
-    compute one level down and record (``tracing.bind``'s loop, with the key built in the same pass)."""
-    Tracer = tracing.Tracer
+    compute one level down and record (``tracing.bind_into``'s loop, with the key built from the
+    same atoms). This runs once per operation and level of a nested ``grad``: keep it lean."""
+    Tracer = _Tracer
+    if not params and prim.kind != "user":
+        # Fast path: one or two arguments, all tracers of ``top`` (nearly every operation a reverse
+        # sweep performs). The atoms are their own keys; no identity applies to two variables.
+        n = len(args)
+        if n == 2:
+            a, b = args
+            if type(a) is Tracer and type(b) is Tracer and a._trace is top and b._trace is top:
+                va = a._var
+                vb = b._var
+                ins = (va, vb)
+                key = (prim, (vb, va) if prim in _COMMUTATIVE and hash(vb) < hash(va) else ins)
+                var = top.cse.get(key)
+                if var is not None:
+                    return Tracer(var.value, top, var)
+                a = a._value
+                b = b._value
+                below = a._trace if type(a) is Tracer else None
+                if type(b) is Tracer and (below is None or b._trace.level > below.level):
+                    below = b._trace
+                return _record(top, prim, ins, (a, b), params, below, key)
+        elif n == 1:
+            a = args[0]
+            if type(a) is Tracer and a._trace is top:
+                va = a._var
+                ins = (va,)
+                key = (prim, ins)
+                var = top.cse.get(key)
+                if var is not None:
+                    return Tracer(var.value, top, var)
+                a = a._value
+                return _record(top, prim, ins, (a,), params, a._trace if type(a) is Tracer else None, key)
     ins = []
     vals = []
-    keys = []
-    nested = False
+    keys = []  # the atoms' keys (``_atom_key``), built in the same pass
+    plain = True  # every atom is a Var of ``top``
+    below = None  # the highest trace among the values one level down
     for a in args:
         ta = type(a)
         if ta is Tracer:
@@ -286,15 +321,20 @@ def bind_simplified(top: Any, prim: Any, args: tuple, params: dict) -> Any:
                 c = top.const(a)
                 ins.append(c)
                 keys.append((c, a._var))
+                plain = False
             if type(a) is Tracer:
-                nested = True
+                t = a._trace
+                if below is None or t.level > below.level:
+                    below = t
         elif ta is float or ta is int or ta is bool:
             ins.append(Lit(a))
             keys.append((ta, a) if a or ta is not float else (ta, a, math.copysign(1.0, a)))
+            plain = False
         else:
             c = top.const(a)
             ins.append(c)
             keys.append(c)
+            plain = False
         vals.append(a)
     ins = tuple(ins)
     key = None
@@ -309,24 +349,61 @@ def bind_simplified(top: Any, prim: Any, args: tuple, params: dict) -> Any:
             except _Unkeyable:
                 key = None
         if key is not None:
-            table = top.cse
             try:
-                var = table.get(key)
+                var = top.cse.get(key)
             except TypeError:  # a param whose hash() raises after all
                 key = var = None
             if var is not None:
                 return Tracer(var.value, top, var)
-            rule = _IDENTITIES.get(prim)
+            # mul/div/sub identities need a literal or constant operand: skipped for plain atoms.
+            rule = (_IDENTITIES_PLAIN if plain else _IDENTITIES).get(prim)
             if rule is not None:
                 var = rule(ins, params)
                 if var is not None:
                     return Tracer(var.value, top, var)
-    out = tracing.bind(prim, *vals, **params) if nested else prim.impl(*vals, **params)
-    result = top.emit(prim, ins, params, out)
+    return _record(top, prim, ins, vals, params, below, key)
+
+
+def _record(top: Any, prim: Any, ins: tuple, vals: Any, params: dict, below: Any, key: Any) -> Any:
+    """The miss path of ``bind_simplified``: compute ``prim`` one level down (``below``, the highest
+    trace among ``vals``, or None for concrete values), record it in ``top``, and enter ``key``."""
+    if below is None:
+        out = prim.impl(*vals, **params)
+    else:
+        prim_below = _OVERRIDES.get(prim, prim) if _OVERRIDES else prim
+        if below.cse is not None and below.active:  # ``bind_into``'s dispatch, one call saved per level
+            out = bind_simplified(below, prim_below, vals, params)
+        else:
+            out = _bind_into(below, prim_below, vals, params)
+    Tracer = _Tracer
+    if type(top) is not _Trace:  # a trace kind with its own emit (Taylor, jit, checkpoint regions)
+        result = top.emit(prim, ins, params, out)
+        var = result._var
+    else:  # ``Trace.emit``, inlined (hot path)
+        to = type(out)
+        if to is Tracer:
+            v = out._var
+            shape, dtype = v.shape, v.dtype
+        elif to is _F64_SCALAR:
+            shape, dtype = (), _FLOAT64
+        else:
+            try:
+                shape, dtype = out.shape, out.dtype
+            except AttributeError:
+                out = np.asarray(out)
+                shape, dtype = out.shape, out.dtype
+        n = top.n
+        var = Var(n, shape, dtype, out)
+        top.n = n + 1
+        eqn = Eqn(prim, ins, var, params, tracing._PHASE)
+        top.eqns.append(eqn)
+        if tracing._DEBUG is not None:
+            tracing._DEBUG(top, eqn)
+        result = Tracer(out, top, var)
     if key is not None:
-        table[key] = result._var
+        top.cse[key] = var
         if prim is _NEG:
-            _note_inverse(table, top.eqns[-1])
+            _note_inverse(top.cse, top.eqns[-1])
     return result
 
 
@@ -372,13 +449,25 @@ def used_consts(consts: list[Const], eqns: list[Eqn], outputs: list[Any], guards
 
 def _init() -> None:
     """Fill in the primitive sets (primitives imports tracing, which imports this module)."""
-    global _COMMUTATIVE, _NEG
+    global _COMMUTATIVE, _NEG, _Tracer, _Trace, _bind_into, _OVERRIDES
     from .primitives import PRIMITIVES
 
+    _Tracer = tracing.Tracer
+    _Trace = tracing.Trace
+    _bind_into = tracing.bind_into
+    _OVERRIDES = tracing.OVERRIDES  # mutated in place by ``gradjit.gradients``, never rebound
     _COMMUTATIVE = frozenset(PRIMITIVES[n] for n in ("add", "mul"))
     _NEG = PRIMITIVES["neg"]
     _IDENTITIES.update({PRIMITIVES[n]: rule for n, rule in _IDENTITY_RULES.items()})
+    _IDENTITIES_PLAIN.update({PRIMITIVES[n]: _IDENTITY_RULES[n] for n in _PLAIN_IDENTITY_RULES})
 
 
 _IDENTITIES: dict = {}  # primitive -> identity rule (``_init``)
+_IDENTITIES_PLAIN: dict = {}  # the rules that can apply when every input is a variable (``_init``)
 _NEG: Any = None
+_Tracer: Any = None  # tracing.Tracer and tracing.bind_into (``_init``: tracing imports this module)
+_Trace: Any = None
+_bind_into: Any = None
+_OVERRIDES: Any = None
+_FLOAT64 = np.dtype(np.float64)
+_F64_SCALAR = np.float64

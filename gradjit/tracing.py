@@ -38,7 +38,7 @@ from .errors import EscapedTracerError, TracerConversionError
 from .placement import DeviceArray
 from .wengert import Const, Eqn, Guard, Lit, Var, Wengert
 
-__all__ = ["Primitive", "Trace", "Tracer", "bind", "new_trace", "ZERO"]
+__all__ = ["Primitive", "Trace", "Tracer", "bind", "bind_into", "new_trace", "ZERO"]
 
 
 class _Zero:
@@ -147,13 +147,23 @@ class Trace:
         return c
 
     def emit(self, prim: Primitive, ins: tuple, params: dict, out: Any) -> Tracer:
-        try:
-            shape, dtype = out.shape, out.dtype
-        except AttributeError:
-            out = np.asarray(out)
-            shape, dtype = out.shape, out.dtype
-        var = Var(self.n, shape, dtype, out)
-        self.n += 1
+        # Hot path (every recorded equation): the output's shape and dtype without property calls
+        # for the two common kinds of value, a lower-level tracer and a float64 scalar.
+        to = type(out)
+        if to is Tracer:
+            v = out._var
+            shape, dtype = v.shape, v.dtype
+        elif to is _F64_SCALAR:
+            shape, dtype = (), _FLOAT64
+        else:
+            try:
+                shape, dtype = out.shape, out.dtype
+            except AttributeError:
+                out = np.asarray(out)
+                shape, dtype = out.shape, out.dtype
+        n = self.n
+        var = Var(n, shape, dtype, out)
+        self.n = n + 1
         eqn = Eqn(prim, ins, var, params, _PHASE)
         self.eqns.append(eqn)
         if _DEBUG is not None:
@@ -207,6 +217,7 @@ class new_trace:
 
 _PY_SCALARS = (float, int, bool)
 _FLOAT64 = np.dtype(np.float64)
+_F64_SCALAR = np.float64
 
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
@@ -221,6 +232,16 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         prim = OVERRIDES.get(prim, prim)
     if top is None:
         return prim.impl(*args, **params)
+    return bind_into(top, prim, args, params)
+
+
+def bind_into(top: Trace, prim: Primitive, args: Any, params: dict) -> Tracer:
+    """``bind`` once the highest trace among ``args`` is known to be ``top`` (``prim`` already
+    overridden): record ``prim`` there, computing it one level down first.
+
+    The values one level down are collected in the same pass, together with the highest trace
+    among them, so the levels below are entered directly rather than through ``bind`` again.
+    """
     if not top.active:
         raise EscapedTracerError(
             prim.name,
@@ -232,7 +253,7 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     # One pass builds both the equation's atoms and the values one level down (hot path).
     ins = []
     vals = []
-    nested = False
+    below = None
     for a in args:
         ta = type(a)
         if ta is Tracer:
@@ -242,13 +263,18 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
             else:
                 ins.append(top.const(a))
             if type(a) is Tracer:
-                nested = True
+                t = a._trace
+                if below is None or t.level > below.level:
+                    below = t
         elif ta in _PY_SCALARS:
             ins.append(Lit(a))
         else:
             ins.append(top.const(a))
         vals.append(a)
-    out = bind(prim, *vals, **params) if nested else prim.impl(*vals, **params)
+    if below is None:
+        out = prim.impl(*vals, **params)
+    else:
+        out = bind_into(below, OVERRIDES.get(prim, prim) if OVERRIDES else prim, vals, params)
     return top.emit(prim, tuple(ins), params, out)
 
 
