@@ -53,6 +53,7 @@ from .primitives import (
     sinc_p,
     transpose_p,
 )
+from .simplify import bind_simplified
 from .tracing import OVERRIDES, Tracer, bind, bind_into
 
 HANDLED: dict[Callable, Callable] = {}
@@ -623,21 +624,41 @@ def _binary(name: str) -> tuple[Callable, Callable]:
     prim = P(name)
 
     # ``bind(prim, self, other)`` and ``bind(prim, other, self)`` with the top trace found inline
-    # (``self`` is a tracer; among equal levels the first argument's trace wins, as in ``bind``):
-    # operators are most of what VJP rules do, so nested ``grad`` runs these once per operation.
+    # (``self`` is a tracer; among equal levels the first argument's trace wins, as in ``bind``) and
+    # ``bind_into``'s dispatch to the simplifier inlined: operators are most of what VJP rules do, so
+    # nested ``grad`` runs these once per operation.
     def fwd(self: Any, other: Any) -> Any:
         top = self._trace
         if type(other) is Tracer and other._trace.level > top.level:
             top = other._trace
-        return bind_into(top, OVERRIDES.get(prim, prim) if OVERRIDES else prim, (self, other), {})
+        p = OVERRIDES.get(prim, prim) if OVERRIDES else prim
+        if top.cse is not None and top.active:
+            return bind_simplified(top, p, (self, other), {})
+        return bind_into(top, p, (self, other), {})
 
     def rev(self: Any, other: Any) -> Any:
         top = self._trace
         if type(other) is Tracer and other._trace.level >= top.level:
             top = other._trace
-        return bind_into(top, OVERRIDES.get(prim, prim) if OVERRIDES else prim, (other, self), {})
+        p = OVERRIDES.get(prim, prim) if OVERRIDES else prim
+        if top.cse is not None and top.active:
+            return bind_simplified(top, p, (other, self), {})
+        return bind_into(top, p, (other, self), {})
 
     return fwd, rev
+
+
+def _unary(name: str) -> Callable:
+    prim = P(name)
+
+    def op(self: Any) -> Any:  # ``bind(prim, self)``, as ``_binary``'s operators
+        top = self._trace
+        p = OVERRIDES.get(prim, prim) if OVERRIDES else prim
+        if top.cse is not None and top.active:
+            return bind_simplified(top, p, (self,), {})
+        return bind_into(top, p, (self,), {})
+
+    return op
 
 
 def _method_reduction(name: str) -> Callable:
@@ -704,9 +725,9 @@ def _install_tracer_methods() -> None:
     T.__matmul__ = lambda self, other: bind(matmul_p, self, other)  # NumPy's impl rejects 0-d operands
     T.__rmatmul__ = lambda self, other: bind(matmul_p, other, self)
     T.__imatmul__ = lambda self, other: (_rebind(self, matmul(self, other)), self)[1]
-    T.__neg__ = lambda self: P("neg")(self)
+    T.__neg__ = _unary("neg")
     T.__pos__ = lambda self: self
-    T.__abs__ = lambda self: P("abs")(self)
+    T.__abs__ = _unary("abs")
     T.__invert__ = _invert
     T.__getitem__ = getitem
     T.__setitem__ = setitem

@@ -26,7 +26,7 @@ from . import tracing as _tracing
 from .errors import NoVJPError
 from .placement import zeros
 from .primitives import astype_p, broadcast_to_p, reduce_sum_p, reshape_p
-from .tracing import ZERO, Tracer
+from .tracing import ZERO, Tracer, identity_vjp
 from .wengert import Eqn, Var
 
 
@@ -127,11 +127,14 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
                     continue
             else:
                 rule = rules[i] if i < nrules else None
-                if rule is ZERO:
+                if rule is identity_vjp:
+                    c = g  # what the rule returns (add, sub, astype, ...), without the call
+                elif rule is ZERO:
                     continue
-                if rule is None:
+                elif rule is None:
                     raise _no_vjp(eqn, i)
-                c = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
+                else:
+                    c = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
             # Bring the contribution to the variable's shape and dtype (inlined _fit: hot path; a
             # tracer's and a float64 scalar's shape and dtype are read without property calls).
             tc = type(c)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .placement import full, put, zeros
 from .primitives import P, getitem_p, index_add_p, index_set_p
-from .tracing import ZERO, Primitive
+from .tracing import ZERO, Primitive, identity_vjp
 
 LN2 = float(np.log(2.0))
 LN10 = float(np.log(10.0))
@@ -50,7 +50,7 @@ def _balanced(g: Any, ans: Any, x: Any, other: Any) -> Any:
 # Elementwise, unary
 # ---------------------------------------------------------------------------------------------
 defvjp(P("neg"), lambda g, ans, x: -g)
-defvjp(P("positive"), lambda g, ans, x: g)
+defvjp(P("positive"), identity_vjp)
 defvjp(P("reciprocal"), lambda g, ans, x: -g * ans * ans)
 defvjp(P("square"), lambda g, ans, x: g * 2.0 * x)
 defvjp(P("sqrt"), lambda g, ans, x: g * 0.5 / ans)
@@ -91,7 +91,7 @@ def _sinc_vjp(g: Any, ans: Any, x: Any) -> Any:
 
 
 defvjp(P("sinc"), _sinc_vjp)
-defvjp(P("astype"), lambda g, ans, x, dtype: g)
+defvjp(P("astype"), identity_vjp)
 defvjp(P("stop_gradient"), ZERO)
 
 for _name in ("sign", "floor", "ceil", "rint", "trunc", "round", "logical_not", "isnan", "isinf",
@@ -101,8 +101,8 @@ for _name in ("sign", "floor", "ceil", "rint", "trunc", "round", "logical_not", 
 # ---------------------------------------------------------------------------------------------
 # Elementwise, binary
 # ---------------------------------------------------------------------------------------------
-defvjp(P("add"), lambda g, ans, x, y: g, lambda g, ans, x, y: g)
-defvjp(P("sub"), lambda g, ans, x, y: g, lambda g, ans, x, y: -g)
+defvjp(P("add"), identity_vjp, identity_vjp)
+defvjp(P("sub"), identity_vjp, lambda g, ans, x, y: -g)
 defvjp(P("mul"), lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x)
 defvjp(P("div"), lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y)
 defvjp(
@@ -128,8 +128,8 @@ defvjp(
 )
 for _name in ("maximum", "minimum", "fmax", "fmin"):
     defvjp(P(_name), lambda g, ans, x, y: _balanced(g, ans, x, y), lambda g, ans, x, y: _balanced(g, ans, y, x))
-defvjp(P("mod"), lambda g, ans, x, y: g, lambda g, ans, x, y: -g * np.floor_divide(x, y))
-defvjp(P("fmod"), lambda g, ans, x, y: g, lambda g, ans, x, y: -g * np.trunc(x / y))
+defvjp(P("mod"), identity_vjp, lambda g, ans, x, y: -g * np.floor_divide(x, y))
+defvjp(P("fmod"), identity_vjp, lambda g, ans, x, y: -g * np.trunc(x / y))
 defvjp(P("copysign"), lambda g, ans, x, y: g * np.sign(x) * np.sign(ans), ZERO)
 for _name in ("floor_divide", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
               "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor"):  # fmt: skip
@@ -257,7 +257,7 @@ def _concatenate_vjp_all(g: Any, ans: Any, *xs: Any, axis: int) -> tuple:
 
 defvjp(P("reshape"), lambda g, ans, x, shape: np.reshape(g, np.shape(x)))
 defvjp(P("transpose"), lambda g, ans, x, axes: np.transpose(g, tuple(np.argsort(axes))))
-defvjp(P("broadcast_to"), lambda g, ans, x, shape: g)  # the walker sums over broadcast axes
+defvjp(P("broadcast_to"), identity_vjp)  # the walker sums over broadcast axes
 defvjp(P("getitem"), _getitem_vjp)
 defvjp(P("index_add"), _index_vjp_x, _index_vjp_v)
 defvjp(P("index_set"), _index_set_vjp_x, _index_set_vjp_v)

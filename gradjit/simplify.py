@@ -158,7 +158,7 @@ def _key(prim: Any, ins: tuple, params: dict) -> tuple | None:
             k0 = _atom_key(k0)
         if type(k1) is not Var:
             k1 = _atom_key(k1)
-        if prim in _COMMUTATIVE and hash(k1) < hash(k0):  # any fixed order will do
+        if prim in _COMMUTATIVE and _swapped(k0, k1):
             atoms = (k1, k0)
         else:
             atoms = (k0, k1)
@@ -174,6 +174,14 @@ def _key(prim: Any, ins: tuple, params: dict) -> tuple | None:
     except _Unkeyable:
         return None
     return (prim, atoms, pk)
+
+
+def _swapped(k0: Any, k1: Any) -> bool:
+    """Whether the keys of a commutative operation's operands go in the other order. Any fixed order
+    will do: two variables by index (what ``bind_simplified``'s fast path compares), else by hash."""
+    if type(k0) is Var and type(k1) is Var:
+        return k1.index < k0.index
+    return hash(k1) < hash(k0)
 
 
 def _note_inverse(table: dict, eqn: Eqn) -> None:
@@ -273,6 +281,8 @@ def bind_simplified(top: Any, prim: Any, args: Any, params: dict) -> Any:
     compute one level down and record (``tracing.bind_into``'s loop, with the key built from the
     same atoms). This runs once per operation and level of a nested ``grad``: keep it lean."""
     Tracer = _Tracer
+    table = top.cse
+    ins = None
     if not params and prim.kind != "user":
         # Fast path: one or two arguments, all tracers of ``top`` (nearly every operation a reverse
         # sweep performs). The atoms are their own keys; no identity applies to two variables.
@@ -283,90 +293,87 @@ def bind_simplified(top: Any, prim: Any, args: Any, params: dict) -> Any:
                 va = a._var
                 vb = b._var
                 ins = (va, vb)
-                key = (prim, (vb, va) if prim in _COMMUTATIVE and hash(vb) < hash(va) else ins)
-                var = top.cse.get(key)
+                key = (prim, (vb, va) if vb.index < va.index and prim in _COMMUTATIVE else ins)
+                var = table.get(key)
                 if var is not None:
                     return Tracer(var.value, top, var)
                 a = a._value
                 b = b._value
+                vals = (a, b)
                 below = a._trace if type(a) is Tracer else None
                 if type(b) is Tracer and (below is None or b._trace.level > below.level):
                     below = b._trace
-                return _record(top, prim, ins, (a, b), params, below, key)
         elif n == 1:
             a = args[0]
             if type(a) is Tracer and a._trace is top:
-                va = a._var
-                ins = (va,)
+                ins = (a._var,)
                 key = (prim, ins)
-                var = top.cse.get(key)
+                var = table.get(key)
                 if var is not None:
                     return Tracer(var.value, top, var)
                 a = a._value
-                return _record(top, prim, ins, (a,), params, a._trace if type(a) is Tracer else None, key)
-    ins = []
-    vals = []
-    keys = []  # the atoms' keys (``_atom_key``), built in the same pass
-    plain = True  # every atom is a Var of ``top``
-    below = None  # the highest trace among the values one level down
-    for a in args:
-        ta = type(a)
-        if ta is Tracer:
-            if a._trace is top:
-                v = a._var
-                ins.append(v)
-                keys.append(v)
-                a = a._value
-            else:  # a lower-level tracer is a constant here, and can be rebound by an in-place operator
+                vals = (a,)
+                below = a._trace if type(a) is Tracer else None
+    if ins is None:  # the general path
+        ins = []
+        vals = []
+        keys = []  # the atoms' keys (``_atom_key``), built in the same pass
+        plain = True  # every atom is a Var of ``top``
+        below = None  # the highest trace among the values one level down
+        for a in args:
+            ta = type(a)
+            if ta is Tracer:
+                if a._trace is top:
+                    v = a._var
+                    ins.append(v)
+                    keys.append(v)
+                    a = a._value
+                else:  # a lower-level tracer is a constant here, and can be rebound by an in-place operator
+                    c = top.const(a)
+                    ins.append(c)
+                    keys.append((c, a._var))
+                    plain = False
+                if type(a) is Tracer:
+                    t = a._trace
+                    if below is None or t.level > below.level:
+                        below = t
+            elif ta is float or ta is int or ta is bool:
+                ins.append(Lit(a))
+                keys.append((ta, a) if a or ta is not float else (ta, a, math.copysign(1.0, a)))
+                plain = False
+            else:
                 c = top.const(a)
                 ins.append(c)
-                keys.append((c, a._var))
+                keys.append(c)
                 plain = False
-            if type(a) is Tracer:
-                t = a._trace
-                if below is None or t.level > below.level:
-                    below = t
-        elif ta is float or ta is int or ta is bool:
-            ins.append(Lit(a))
-            keys.append((ta, a) if a or ta is not float else (ta, a, math.copysign(1.0, a)))
-            plain = False
-        else:
-            c = top.const(a)
-            ins.append(c)
-            keys.append(c)
-            plain = False
-        vals.append(a)
-    ins = tuple(ins)
-    key = None
-    if prim.kind != "user":
-        if len(keys) == 2 and prim in _COMMUTATIVE and hash(keys[1]) < hash(keys[0]):
-            keys.reverse()  # any fixed order will do
-        if not params:
-            key = (prim, tuple(keys))
-        else:
-            try:
-                key = (prim, tuple(keys), tuple([(k, _param_key(v)) for k, v in params.items()]))
-            except _Unkeyable:
-                key = None
-        if key is not None:
-            try:
-                var = top.cse.get(key)
-            except TypeError:  # a param whose hash() raises after all
-                key = var = None
-            if var is not None:
-                return Tracer(var.value, top, var)
-            # mul/div/sub identities need a literal or constant operand: skipped for plain atoms.
-            rule = (_IDENTITIES_PLAIN if plain else _IDENTITIES).get(prim)
-            if rule is not None:
-                var = rule(ins, params)
+            vals.append(a)
+        ins = tuple(ins)
+        key = None
+        if prim.kind != "user":
+            if len(keys) == 2 and prim in _COMMUTATIVE and _swapped(keys[0], keys[1]):
+                keys.reverse()
+            if not params:
+                key = (prim, tuple(keys))
+            else:
+                try:
+                    key = (prim, tuple(keys), tuple([(k, _param_key(v)) for k, v in params.items()]))
+                except _Unkeyable:
+                    key = None
+            if key is not None:
+                try:
+                    var = table.get(key)
+                except TypeError:  # a param whose hash() raises after all
+                    key = var = None
                 if var is not None:
                     return Tracer(var.value, top, var)
-    return _record(top, prim, ins, vals, params, below, key)
-
-
-def _record(top: Any, prim: Any, ins: tuple, vals: Any, params: dict, below: Any, key: Any) -> Any:
-    """The miss path of ``bind_simplified``: compute ``prim`` one level down (``below``, the highest
-    trace among ``vals``, or None for concrete values), record it in ``top``, and enter ``key``."""
+                # mul/div/sub identities need a literal or constant operand: skipped for plain atoms.
+                rule = (_IDENTITIES_PLAIN if plain else _IDENTITIES).get(prim)
+                if rule is not None:
+                    var = rule(ins, params)
+                    if var is not None:
+                        return Tracer(var.value, top, var)
+    # A miss: compute one level down (``below``, the highest trace among ``vals``; None for concrete
+    # values), record in ``top`` and enter the key.
     if below is None:
         out = prim.impl(*vals, **params)
     else:
@@ -375,7 +382,6 @@ def _record(top: Any, prim: Any, ins: tuple, vals: Any, params: dict, below: Any
             out = bind_simplified(below, prim_below, vals, params)
         else:
             out = _bind_into(below, prim_below, vals, params)
-    Tracer = _Tracer
     if type(top) is not _Trace:  # a trace kind with its own emit (Taylor, jit, checkpoint regions)
         result = top.emit(prim, ins, params, out)
         var = result._var
@@ -383,27 +389,26 @@ def _record(top: Any, prim: Any, ins: tuple, vals: Any, params: dict, below: Any
         to = type(out)
         if to is Tracer:
             v = out._var
-            shape, dtype = v.shape, v.dtype
+            var = Var(top.n, v.shape, v.dtype, out)
         elif to is _F64_SCALAR:
-            shape, dtype = (), _FLOAT64
+            var = Var(top.n, (), _FLOAT64, out)
         else:
             try:
                 shape, dtype = out.shape, out.dtype
             except AttributeError:
                 out = np.asarray(out)
                 shape, dtype = out.shape, out.dtype
-        n = top.n
-        var = Var(n, shape, dtype, out)
-        top.n = n + 1
+            var = Var(top.n, shape, dtype, out)
+        top.n += 1
         eqn = Eqn(prim, ins, var, params, tracing._PHASE)
         top.eqns.append(eqn)
         if tracing._DEBUG is not None:
             tracing._DEBUG(top, eqn)
         result = Tracer(out, top, var)
     if key is not None:
-        top.cse[key] = var
+        table[key] = var
         if prim is _NEG:
-            _note_inverse(top.cse, top.eqns[-1])
+            _note_inverse(table, top.eqns[-1])
     return result
 
 

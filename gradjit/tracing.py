@@ -38,7 +38,7 @@ from .errors import EscapedTracerError, TracerConversionError
 from .placement import DeviceArray
 from .wengert import Const, Eqn, Guard, Lit, Var, Wengert
 
-__all__ = ["Primitive", "Trace", "Tracer", "bind", "bind_into", "new_trace", "ZERO"]
+__all__ = ["Primitive", "Trace", "Tracer", "bind", "bind_into", "new_trace", "ZERO", "identity_vjp"]
 
 
 class _Zero:
@@ -49,6 +49,12 @@ class _Zero:
 
 
 ZERO = _Zero()
+
+
+def identity_vjp(g: Any, ans: Any, *args: Any, **params: Any) -> Any:
+    """The rule of an argument whose cotangent is the output's, unchanged (``add``, ``astype``, ...).
+    The reverse walker recognizes it and passes ``g`` on without calling it."""
+    return g
 
 
 class Primitive:
