@@ -31,7 +31,7 @@ from .primitives import stop_gradient_p
 from .pytree import is_float_leaf, like_leaf
 from .reverse import backward, zeros_cotangent
 from .simplify import is_one_seed, one
-from .tracing import Trace, Tracer, new_trace
+from .tracing import Trace, Tracer, concrete, new_trace
 from .wengert import Lit, Wengert
 
 __all__ = ["grad", "value_and_grad", "vjp", "elementwise_grad", "make_wengert", "stop_gradient"]
@@ -39,6 +39,8 @@ __all__ = ["grad", "value_and_grad", "vjp", "elementwise_grad", "make_wengert", 
 Argnums = int | Sequence[int]
 
 _PASS = object()  # marks a leaf that is passed through untraced
+_LEAF = pytree.flatten(0.0)[1]  # the tree of a single leaf
+_HOST_VALUES = (np.ndarray, np.generic, float, int)
 
 
 def _fname(f: Callable) -> str:
@@ -99,7 +101,14 @@ def _run_traced(f: Callable, args: tuple, kwargs: dict, argnums: tuple[int, ...]
         args = list(args)
         in_leaves, in_defs = [], []
         for n in argnums:
-            leaves, td = pytree.flatten(args[n])
+            x = args[n]
+            if is_float_leaf(x):  # a single float leaf, the usual case: what the general path does for it
+                t = trace.new_input(x)
+                in_leaves.append([(x, t._var)])
+                in_defs.append(_LEAF)
+                args[n] = t
+                continue
+            leaves, td = pytree.flatten(x)
             if strict and td.kind == "leaf":
                 _check_top_leaf(leaves[0], op, n)
             pairs, new = [], []
@@ -141,6 +150,9 @@ def _input_grads(traced: _Traced, ct: dict[int, Any], single: bool) -> Any:
             g = ct.get(var.index)
             if g is None:
                 g = zeros_cotangent(var)
+            elif type(g) is Tracer and (type(leaf) is not Tracer or type(leaf._trace) is Trace):
+                leaves.append(g)  # what like_leaf returns for a traced gradient (a plain trace has no note)
+                continue
             elif is_one_seed(g):
                 g = g.copy()  # the shared read-only seed must not escape (f = lambda x: x + 1)
             leaves.append(like_leaf(g, leaf))
@@ -150,6 +162,10 @@ def _input_grads(traced: _Traced, ct: dict[int, Any], single: bool) -> Any:
 
 def _scalar_output(out: Any, trace: Trace, f: Callable, op: str) -> Any:
     """The output's Var (or None for an output that does not depend on the inputs)."""
+    if type(out) is Tracer and out._trace is trace:  # the usual case, decided without property calls
+        var = out._var
+        if var.shape == () and var.dtype.kind == "f":
+            return var
     if type(out) is Tracer or isinstance(out, (np.ndarray, np.generic, int, float)):
         shape = np.shape(out) if type(out) is not Tracer else out.shape
         dtype = out.dtype if hasattr(out, "dtype") else np.result_type(out)
@@ -190,7 +206,13 @@ def value_and_grad(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> 
             out, aux = out
         var = _scalar_output(out, trace, f, op)
         value = _unwrap(out, trace)
-        ct = {} if var is None else backward(trace.eqns, {var.index: put(one(var.dtype), like=out)}, trace.level)
+        if var is None:
+            ct = {}
+        else:
+            seed = one(var.dtype)
+            if not isinstance(concrete(out), _HOST_VALUES):  # a device value gets a device seed
+                seed = put(seed, like=out)
+            ct = backward(trace.eqns, {var.index: seed}, trace.level)
         grads = _input_grads(traced, ct, single)
         if has_aux:
             return (value, _unwrap_tree(aux, trace)), grads

@@ -392,3 +392,61 @@ def test_an_outer_tracer_updated_in_place_is_a_new_constant() -> None:
 
     assert outer(1.5) == pytest.approx(4 * 1.5**2 + 1.5)
     assert gj.grad(outer)(1.5) == pytest.approx(8 * 1.5 + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar arithmetic at the bottom of nested traces
+# ---------------------------------------------------------------------------------------------
+_SPECIAL = [0.0, -0.0, 1.0, -1.5, 0.1, 3.0, 7e-155, 1e-200, 1e-310, -1e-310, 2.2250738585072014e-308, 1e308, -1e308,
+            np.inf, -np.inf, np.nan]  # fmt: skip
+
+
+def _outcome(fn, *xs):
+    """``fn(*xs)``'s value (type and bytes), warnings, and the error under ``np.errstate(all="raise")``."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = fn(*xs)
+    with np.errstate(all="raise"):
+        try:
+            fn(*xs)
+            error = None
+        except FloatingPointError as e:
+            error = str(e)
+    return type(value), np.asarray(value).tobytes(), [str(w.message) for w in caught], error
+
+
+def test_scalar_arithmetic_is_the_ufuncs_bit_for_bit_with_the_same_warnings() -> None:
+    from gradjit import simplify
+
+    values = _SPECIAL + [np.float64(v) for v in _SPECIAL]
+    for fast, ufunc in ((simplify._add_f64, np.add), (simplify._sub_f64, np.subtract),
+                        (simplify._mul_f64, np.multiply), (simplify._div_f64, np.true_divide)):  # fmt: skip
+        for x in values:
+            for y in values:
+                assert _outcome(fast, x, y) == _outcome(ufunc, x, y), (ufunc.__name__, x, y)
+    for x in values:
+        assert _outcome(simplify._neg_f64, x) == _outcome(np.negative, x), x
+    # Anything else (arrays, float32, integers) is the ufunc's.
+    a, b = np.array([1.5, -2.0]), np.float32(3.0)
+    assert simplify._mul_f64(a, a).tolist() == [2.25, 4.0] and type(simplify._add_f64(b, b)) is np.float32
+    assert type(simplify._sub_f64(3, 1)) is np.int64 and type(simplify._neg_f64(b)) is np.float32
+
+
+def test_nested_scalar_derivatives_overflow_warns_as_numpy_does() -> None:
+    # Derivatives of exp(x*x) near x = 26.6 overflow in the multiplies of the nested sweeps (exp itself
+    # does not): the same infinities and the same warnings as without simplification (plain ufuncs).
+    def run():
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            values = [nest(lambda x: np.exp(x * x), k)(26.6) for k in (1, 2, 3)]
+        return values, sorted({str(w.message) for w in caught})
+
+    got = run()
+    with simplification(False):
+        want = run()
+    assert got[0] == want[0] and got[1] == want[1]
+    assert np.isinf(got[0][-1]) and "overflow encountered in multiply" in got[1]
