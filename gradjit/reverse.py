@@ -87,32 +87,78 @@ def backward(eqns: list[Eqn], seeds: dict[int, Any], level: int | None = None) -
             _debug.end_sweep(token)
 
 
+def _fit(c: Any, a: Var) -> Any:
+    """Contribution ``c`` brought to variable ``a``'s shape and dtype (un-broadcast, cast)."""
+    try:
+        cs, cd = c.shape, c.dtype
+    except AttributeError:
+        c = np.asarray(c)
+        cs, cd = c.shape, c.dtype
+    if cs != a.shape:
+        c = unbroadcast(c, a.shape)
+    dt = a.dtype
+    if cd is not dt and cd != dt:
+        c = astype_p(c, dtype=dt)
+    return c
+
+
 def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]:
     ct = dict(seeds)
     pop, get = ct.pop, ct.get
+    F64 = _FLOAT64
     for eqn in reversed(eqns):
         g = pop(eqn.out.index, None)
         if g is None:
             continue
-        if debug:
-            _debug.enter_rule(eqn)
         ins = eqn.ins
         prim = eqn.prim
         params = eqn.params
+        rules = prim.vjps
+        n = len(ins)
+        if n <= 2 and not params and not debug and prim.vjp_all is None and n <= len(rules):
+            # Fast path (most equations): one or two arguments, one rule each, no params. For each
+            # float variable: the rule's contribution (identity_vjp's is g itself), fitted to the
+            # variable unless it is a tracer or float64 scalar of its shape and dtype already, then
+            # summed into its cotangent. The general path below does the same for everything else.
+            ans = eqn.out.value
+            args = (ins[0].value, ins[1].value) if n == 2 else (ins[0].value,)
+            for i in range(n):
+                a = ins[i]
+                if type(a) is not Var:
+                    continue  # literals and constants get no gradient
+                dt = a.dtype
+                if dt is not F64 and dt.kind != "f":
+                    continue  # integer and boolean variables get no gradient
+                rule = rules[i]
+                if rule is identity_vjp:
+                    c = g
+                elif rule is ZERO:
+                    continue
+                elif rule is None:
+                    raise _no_vjp(eqn, i)
+                else:
+                    c = rule(g, ans, *args)
+                tc = type(c)
+                if tc is Tracer:
+                    cv = c._var
+                    if cv.dtype is not dt or cv.shape != a.shape:
+                        c = _fit(c, a)
+                elif tc is not _F64_SCALAR or dt is not F64 or a.shape != ():
+                    c = _fit(c, a)
+                idx = a.index
+                prev = get(idx)
+                ct[idx] = c if prev is None else prev + c
+            c = prev = g = None  # drop this step's references before the next rule runs (see below)
+            continue
+        if debug:
+            _debug.enter_rule(eqn)
         ans = eqn.out.value
-        n = len(ins)  # the forward values of the arguments, unrolled for the usual one or two
-        if n == 2:
-            args = (ins[0].value, ins[1].value)
-        elif n == 1:
-            args = (ins[0].value,)
-        else:
-            args = tuple([a.value for a in ins])
+        args = tuple([a.value for a in ins])
         joint = prim.vjp_all
         if joint is not None:
             contribs = joint(g, ans, *args, **params)
         else:
             contribs = None
-            rules = prim.vjps
             nrules = len(rules)
         for i in range(n):
             a = ins[i]
@@ -135,24 +181,7 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
                     raise _no_vjp(eqn, i)
                 else:
                     c = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
-            # Bring the contribution to the variable's shape and dtype (inlined _fit: hot path; a
-            # tracer's and a float64 scalar's shape and dtype are read without property calls).
-            tc = type(c)
-            if tc is Tracer:
-                cv = c._var
-                cs, cd = cv.shape, cv.dtype
-            elif tc is _F64_SCALAR:
-                cs, cd = (), _FLOAT64
-            else:
-                try:
-                    cs, cd = c.shape, c.dtype
-                except AttributeError:
-                    c = np.asarray(c)
-                    cs, cd = c.shape, c.dtype
-            if cs != a.shape:
-                c = unbroadcast(c, a.shape)
-            if cd is not dt and cd != dt:
-                c = astype_p(c, dtype=dt)
+            c = _fit(c, a)  # the variable's shape and dtype
             if debug:
                 _debug.check_cotangent(eqn, i, c, args)
             idx = a.index
