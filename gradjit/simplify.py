@@ -184,6 +184,16 @@ def _swapped(k0: Any, k1: Any) -> bool:
     return hash(k1) < hash(k0)
 
 
+def _outside_atom(top: Any, x: Any) -> tuple[Any, Any]:
+    """The atom and key of an argument that is not a tracer: a literal for a Python scalar (keyed by
+    type and value, ``-0.0`` apart), else a constant of ``top`` (its own key)."""
+    tx = type(x)
+    if tx is float or tx is int or tx is bool:
+        return Lit(x), ((tx, x) if x or tx is not float else (tx, x, math.copysign(1.0, x)))
+    c = top.const(x)
+    return c, c
+
+
 def _note_inverse(table: dict, eqn: Eqn) -> None:
     """After ``y = neg x``, ``neg y`` is ``x``: enter that into the table."""
     if eqn.prim is _NEG and type(eqn.ins[0]) is Var and not eqn.params:
@@ -303,6 +313,38 @@ def bind_simplified(top: Any, prim: Any, args: Any, params: dict) -> Any:
                 below = a._trace if type(a) is Tracer else None
                 if type(b) is Tracer and (below is None or b._trace.level > below.level):
                     below = b._trace
+            elif type(a) is Tracer and a._trace is top and type(b) is not Tracer:
+                # A variable and a literal or constant (x * c, a concrete cotangent in a sweep): the
+                # general path's keys and identities, without its lists.
+                va = a._var
+                ob, kb = _outside_atom(top, b)
+                ins = (va, ob)
+                key = (prim, (kb, va) if prim in _COMMUTATIVE and _swapped(va, kb) else (va, kb))
+                var = table.get(key)
+                if var is None:
+                    rule = _IDENTITIES.get(prim)
+                    if rule is not None:
+                        var = rule(ins, params)
+                if var is not None:
+                    return Tracer(var.value, top, var)
+                a = a._value
+                vals = (a, b)
+                below = a._trace if type(a) is Tracer else None
+            elif type(b) is Tracer and b._trace is top and type(a) is not Tracer:
+                vb = b._var
+                oa, ka = _outside_atom(top, a)
+                ins = (oa, vb)
+                key = (prim, (vb, ka) if prim in _COMMUTATIVE and _swapped(ka, vb) else (ka, vb))
+                var = table.get(key)
+                if var is None:
+                    rule = _IDENTITIES.get(prim)
+                    if rule is not None:
+                        var = rule(ins, params)
+                if var is not None:
+                    return Tracer(var.value, top, var)
+                b = b._value
+                vals = (a, b)
+                below = b._trace if type(b) is Tracer else None
         elif n == 1:
             a = args[0]
             if type(a) is Tracer and a._trace is top:

@@ -132,7 +132,17 @@ class Trace:
         # A tracer of a lower level is keyed by its variable and stored as a snapshot: in-place
         # operators rebind a tracer object to a new variable, and the recorded constant must keep
         # the value it had when it was used (the reverse sweep reads it later).
-        is_tracer = type(value) is Tracer
+        tv = type(value)
+        if tv is _F64_SCALAR:  # a concrete float64 scalar (a cotangent in a nested sweep): the common case
+            key = id(value)
+            c = self._const_ids.get(key)
+            if c is None:
+                c = Const(self.n, (), _FLOAT64, value)
+                self.n += 1
+                self.consts.append(c)
+                self._const_ids[key] = c
+            return c
+        is_tracer = tv is Tracer
         if not is_tracer and not isinstance(value, (np.ndarray, np.generic, DeviceArray)):
             value = np.asarray(value)  # keyed after conversion: the array is kept alive, its id stays unique
         key = const_key(value)
