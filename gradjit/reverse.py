@@ -121,7 +121,8 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
             # variable unless it is a tracer or float64 scalar of its shape and dtype already, then
             # summed into its cotangent. The general path below does the same for everything else.
             ans = eqn.out.value
-            args = (ins[0].value, ins[1].value) if n == 2 else (ins[0].value,)
+            x0 = ins[0].value
+            x1 = ins[1].value if n == 2 else None
             for i in range(n):
                 a = ins[i]
                 if type(a) is not Var:
@@ -137,7 +138,7 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
                 elif rule is None:
                     raise _no_vjp(eqn, i)
                 else:
-                    c = rule(g, ans, *args)
+                    c = rule(g, ans, x0, x1) if n == 2 else rule(g, ans, x0)
                 tc = type(c)
                 if tc is Tracer:
                     cv = c._var
@@ -148,7 +149,7 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
                 idx = a.index
                 prev = get(idx)
                 ct[idx] = c if prev is None else prev + c
-            c = prev = g = None  # drop this step's references before the next rule runs (see below)
+            c = prev = g = x0 = x1 = None  # drop this step's references before the next rule runs (see below)
             continue
         if debug:
             _debug.enter_rule(eqn)
