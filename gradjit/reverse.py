@@ -107,7 +107,8 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
     pop, get = ct.pop, ct.get
     F64 = _FLOAT64
     for eqn in reversed(eqns):
-        g = pop(eqn.out.index, None)
+        out = eqn.out
+        g = pop(out.index, None)
         if g is None:
             continue
         ins = eqn.ins
@@ -120,10 +121,10 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
             # float variable: the rule's contribution (identity_vjp's is g itself), fitted to the
             # variable unless it is a tracer or float64 scalar of its shape and dtype already, then
             # summed into its cotangent. The general path below does the same for everything else.
-            ans = eqn.out.value
+            ans = out.value
             x0 = ins[0].value
             x1 = ins[1].value if n == 2 else None
-            for i in range(n):
+            for i in _POSITIONS[n]:
                 a = ins[i]
                 if type(a) is not Var:
                     continue  # literals and constants get no gradient
@@ -198,6 +199,7 @@ def _walk(eqns: list[Eqn], seeds: dict[int, Any], debug: bool) -> dict[int, Any]
 
 _F64_SCALAR = np.float64
 _FLOAT64 = np.dtype(np.float64)
+_POSITIONS = ((), (0,), (0, 1))
 
 
 def zeros_cotangent(var: Var) -> Any:
