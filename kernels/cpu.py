@@ -36,8 +36,8 @@ import numpy as np
 
 from gradjit.wengert import Const, Lit, Wengert
 
-from . import cache
-from .fuse import Fuser
+from . import cache, ops
+from .hot import HOT_AFTER, Hot
 from .plan import ARENA, EXT, OUT, Plan, bind_literals, make_plan
 from .reference import _CONVERT, GuardFailure
 
@@ -74,6 +74,7 @@ _PLANS_LOCK = threading.Lock()
 
 
 _F8 = np.dtype(np.float64)
+_NO_OUT = np.zeros(8, np.uint8)  # the output block of plans that have none
 
 
 def _address(a: np.ndarray) -> int:
@@ -83,12 +84,13 @@ def _address(a: np.ndarray) -> int:
 class _Arena:
     """The plan's scratch memory and the arrays viewing it that host steps read."""
 
-    __slots__ = ("buf", "views", "bases")
+    __slots__ = ("buf", "views", "bases", "scratch")
 
     def __init__(self, plan: Plan):
         self.buf = np.empty(plan.arena_bytes, np.uint8)
         self.bases = np.zeros(plan.n_slots, np.int64)  # the program's memory table, filled in per run
         self.bases[0] = _address(self.buf)
+        self.scratch = np.empty(ops.BLK, np.float64)  # compiled templates' reduction buffers (``hot``)
         self.views: dict[int, np.ndarray] = {}
         for v in (*plan.host_reads, *plan.arena_inputs):
             lay = plan.layouts[v]
@@ -107,7 +109,7 @@ class Runner:
         self.lock = threading.Lock()
         self.arena: _Arena | None = None
         self.runs = 0
-        self.fuser = Fuser()
+        self.hot = Hot()
 
     def acquire(self) -> tuple[_Arena, bool]:
         if self.lock.acquire(blocking=False):
@@ -117,8 +119,9 @@ class Runner:
         return _Arena(self.plan), False
 
 
-def _binding(wl: Wengert) -> tuple[Runner, np.ndarray, np.ndarray]:
-    """``wl``'s runner and its literal values (cached on the list object; the plan by structural hash)."""
+def _binding(wl: Wengert) -> list:
+    """``wl``'s runner, its literal values and its ``_Whole`` call data once built (cached on the list
+    object; the plan by structural hash)."""
     bound = wl.__dict__.get("_gradjit_cpu")
     if bound is None:
         key = wl.structural_hash()
@@ -127,7 +130,7 @@ def _binding(wl: Wengert) -> tuple[Runner, np.ndarray, np.ndarray]:
             runner = Runner(make_plan(wl))
             with _PLANS_LOCK:
                 runner = _PLANS.setdefault(key, runner)
-        bound = wl.__dict__["_gradjit_cpu"] = (runner, *bind_literals(runner.plan, wl))
+        bound = wl.__dict__["_gradjit_cpu"] = [runner, *bind_literals(runner.plan, wl), None]
     return bound
 
 
@@ -145,12 +148,84 @@ def _guard_message(wl: Wengert, gi: int, value: Any) -> str:
     return f"{g} failed: now {observed!r}"
 
 
+def _checked(var: Any, x: Any) -> Any:
+    """Input ``x`` for ``var``: a Python float as it is, otherwise an array of ``var``'s shape and dtype."""
+    if type(x) is float and var.shape == () and var.dtype == _F8:
+        return x  # a Python float: copied into the arena, or passed to host steps as it is
+    a = x if type(x) is np.ndarray else np.asarray(x)
+    if a.shape != var.shape:
+        raise ValueError(f"input {var!r} has shape {a.shape}, the list was traced with {var.shape}")
+    if a.dtype != var.dtype:
+        if a.ndim or not np.can_cast(a.dtype, var.dtype, "same_kind"):
+            raise ValueError(f"input {var!r} has dtype {a.dtype}, the list was traced with {var.dtype}")
+        a = a.astype(var.dtype)
+    return a
+
+
+def _scalar(a: Any, file: int) -> float | int:
+    """The one value of ``a`` as ``run_whole`` takes it: a float (float registers) or an int."""
+    v = a.item() if type(a) is np.ndarray else a
+    return float(v) if file == ops.F64 else int(v)
+
+
+_OUT_VIEW, _ARENA_VALUE, _INPUT, _VALUE, _VIEW = 0, 1, 2, 3, 4
+
+
+class _Whole:
+    """What a list needs for a whole-plan call (``CpuExecutor._run_whole``): where each input goes in
+    ``run_whole``'s arguments, its constants, and how each result is read out."""
+
+    def __init__(self, wl: Wengert, plan: Plan, compiled: Any):
+        pos = {r: j for j, r in enumerate(plan.kernel_inputs)}
+        n = len(pos)
+        for j, r in enumerate(plan.arena_inputs):
+            pos[r] = n + j
+        file = dict(zip(plan.arena_inputs, compiled.files))
+        self.inputs = [(v, pos.get(v.index, -1), file.get(v.index, -1)) for v in wl.inputs]
+        self.args: list[Any] = [None] * (n + len(plan.arena_inputs))
+        self.scalar_consts: list[tuple[int, Any, int]] = []
+        self.copied_consts: list[tuple[int, Any, np.dtype]] = []
+        for c in wl.consts:
+            j = pos.get(c.index)
+            if j is None:
+                continue
+            if c.index in file:
+                self.scalar_consts.append((j, c.value, file[c.index]))
+                continue
+            value = c.value
+            dtype = plan.layouts[c.index].dtype
+            if type(value) is not np.ndarray or not value.flags.c_contiguous or value.dtype != dtype:
+                self.copied_consts.append((j, value, dtype))  # copied at each run: it may change in place
+            self.args[j] = value
+        given = {v.index: i for i, v in enumerate(wl.inputs)}
+        self.outputs: list[tuple[int, Any]] = []
+        for a in wl.outputs:
+            if a is None:
+                self.outputs.append((_VALUE, None))
+            elif type(a) is Lit or type(a) is Const:
+                self.outputs.append((_VALUE, a.value))
+            elif a.index in given:
+                self.outputs.append((_INPUT, given[a.index]))
+            else:
+                lay = plan.layouts[a.index]
+                kind = plan.root_kind[lay.root]
+                if kind == ARENA:
+                    self.outputs.append((_ARENA_VALUE, a.index))
+                elif kind == OUT:
+                    isz = lay.dtype.itemsize
+                    off = plan.root_off[lay.root] + lay.offset * isz
+                    strides = tuple(s * isz for s in lay.strides)
+                    self.outputs.append((_OUT_VIEW, (lay.shape, lay.dtype, off, strides)))
+                else:
+                    self.outputs.append((_VIEW, a))
+
+
 class CpuExecutor:
     """Runs Wengert lists with Numba-compiled kernels (see the module docstring)."""
 
     name = "cpu"
 
-    def __init__(self, hot_after: int = 2, fuse: bool | str = True, preload: bool = True):
+    def __init__(self, hot_after: int = HOT_AFTER, fuse: bool | str = True, preload: bool = True):
         self.hot_after = hot_after
         self.fuse = fuse  # True: in a background thread; "sync": on the calling thread; False: never
         if preload and not _INTERP:
@@ -161,43 +236,98 @@ class CpuExecutor:
     def run(self, wl: Wengert, inputs: Sequence[Any]) -> list[Any]:
         if len(inputs) != len(wl.inputs):
             raise ValueError(f"expected {len(wl.inputs)} inputs, got {len(inputs)}")
-        runner, fconst, iconst = _binding(wl)
+        bound = _binding(wl)
+        runner, fconst, iconst, whole = bound
         plan = runner.plan
-        if self.fuse and runner.runs + 1 >= self.hot_after:
-            runner.fuser.start(plan, background=self.fuse != "sync")
+        hot = runner.hot
+        if self.fuse and not hot.started and runner.runs + 1 >= self.hot_after:
+            hot.start(plan, background=self.fuse != "sync")
+        compiled = hot.compiled if self.fuse else None
+        if compiled is not None and compiled.run_whole is not None:
+            if whole is None:
+                whole = bound[3] = _Whole(wl, plan, compiled)
+            return self._run_whole(wl, inputs, runner, compiled, whole, fconst, iconst)
         env: dict[int, Any] = {}
         for var, x in zip(wl.inputs, inputs):
-            if type(x) is float and var.shape == () and var.dtype == _F8:
-                env[var.index] = x  # a Python float: copied into the arena, or passed to host steps as it is
-                continue
-            a = x if type(x) is np.ndarray else np.asarray(x)
-            if a.shape != var.shape:
-                raise ValueError(f"input {var!r} has shape {a.shape}, the list was traced with {var.shape}")
-            if a.dtype != var.dtype:
-                if a.ndim or not np.can_cast(a.dtype, var.dtype, "same_kind"):
-                    raise ValueError(f"input {var!r} has dtype {a.dtype}, the list was traced with {var.dtype}")
-                a = a.astype(var.dtype)
-            env[var.index] = a
+            env[var.index] = _checked(var, x)
         for c in wl.consts:
             env[c.index] = c.value
+        layouts = plan.layouts
+        for r in plan.kernel_inputs:
+            a = env[r]
+            if type(a) is not np.ndarray or not a.flags.c_contiguous or a.dtype != layouts[r].dtype:
+                env[r] = np.ascontiguousarray(a, dtype=layouts[r].dtype)
         arena, owned = runner.acquire()
         try:
             bases = arena.bases
-            for r in plan.kernel_inputs:
-                a = env[r]
-                if type(a) is not np.ndarray or not a.flags.c_contiguous or a.dtype != plan.layouts[r].dtype:
-                    a = np.ascontiguousarray(a, dtype=plan.layouts[r].dtype)
-                    env[r] = a
-                bases[plan.ext_slot[r]] = _address(a)
-            for r in plan.arena_inputs:
-                arena.views[r][...] = env[r]
-            out = None
+            out = _NO_OUT
             if plan.out_bytes:
                 out = np.empty(plan.out_bytes, np.uint8)
-                bases[1] = _address(out)
-            steps = (runner.fuser.steps if self.fuse else None) or plan.steps
+            if compiled is not None and arena.scratch.shape[0] < compiled.scratch:
+                arena.scratch = np.empty(compiled.scratch, np.float64)
+            for r in plan.kernel_inputs:
+                bases[plan.ext_slot[r]] = _address(env[r])
+            for r in plan.arena_inputs:
+                arena.views[r][...] = env[r]
+            bases[1] = _address(out)
+            steps = plan.steps if compiled is None else compiled.steps
             self._steps(wl, plan, steps, env, bases, arena, out, fconst, iconst)
             results = [self._output(wl, plan, env, arena, out, a, x) for a, x in self._outputs(wl, inputs)]
+        finally:
+            if owned:
+                runner.lock.release()
+        runner.runs += 1
+        return results
+
+    def _run_whole(self, wl: Wengert, inputs: Sequence[Any], runner: Runner, compiled: Any, whole: _Whole,
+                   fconst: np.ndarray, iconst: np.ndarray) -> list[Any]:  # fmt: skip
+        """A plan compiled whole: one call that sets the inputs' addresses and single values itself."""
+        args = list(whole.args)
+        for (var, pos, file), x in zip(whole.inputs, inputs):
+            if file == ops.F64 and type(x) is float and var.dtype == _F8:
+                args[pos] = x
+                continue
+            a = _checked(var, x)
+            if pos < 0:
+                continue
+            if file < 0:
+                if not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(a)
+                args[pos] = a
+            else:
+                args[pos] = _scalar(a, file)
+        for pos, c, file in whole.scalar_consts:  # read at each run: a captured array may change in place
+            args[pos] = _scalar(c, file)
+        for pos, c, dtype in whole.copied_consts:  # not a C-contiguous array of its dtype: copied per run
+            args[pos] = np.ascontiguousarray(c, dtype=dtype)
+        plan = runner.plan
+        arena, owned = runner.acquire()
+        try:
+            if arena.scratch.shape[0] < compiled.scratch:
+                arena.scratch = np.empty(compiled.scratch, np.float64)
+            out = np.empty(plan.out_bytes, np.uint8) if plan.out_bytes else _NO_OUT
+            failed = compiled.run_whole(compiled.tab, arena.bases, fconst, iconst, arena.scratch, out, *args)
+            if failed >= 0:
+                v = wl.guards[failed].var.index
+                env = {var.index: _checked(var, x) for var, x in zip(wl.inputs, inputs)}
+                raise GuardFailure(_guard_message(wl, failed, self._obj(plan, env, arena, out, v)))
+            results = []
+            for kind, what in whole.outputs:
+                if kind == _OUT_VIEW:
+                    shape, dtype, off, strides = what
+                    o = np.ndarray(shape, dtype, buffer=out, offset=off, strides=strides)
+                    results.append(o[()] if not shape else o)
+                elif kind == _ARENA_VALUE:
+                    o = arena.views[what]
+                    results.append(o[()] if o.ndim == 0 else o.copy())
+                elif kind == _INPUT:
+                    results.append(inputs[what])
+                elif kind == _VALUE:
+                    results.append(what)
+                else:  # a view of an input or a constant: NumPy's own view of it
+                    env = {v.index: _checked(v, x) for v, x in zip(wl.inputs, inputs)}
+                    env.update((c.index, c.value) for c in wl.consts)
+                    results.append(self._output(wl, plan, env, arena, out, what, None))
         finally:
             if owned:
                 runner.lock.release()
@@ -209,8 +339,11 @@ class CpuExecutor:
         run = None
         for step in steps:
             kind = step[0]
-            if kind == "fused":
-                step[1](bases, fconst, iconst)
+            if kind == "hot":
+                failed = step[1](step[2], bases, fconst, iconst, arena.scratch, step[3], step[4])
+                if failed >= 0:
+                    v = wl.guards[failed].var.index
+                    raise GuardFailure(_guard_message(wl, failed, self._obj(plan, env, arena, out, v)))
             elif kind == "seg":
                 if run is None:
                     run = interp_module().run

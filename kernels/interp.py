@@ -410,10 +410,17 @@ def _mm(a, b, o, prog, itq, qa, qb, qo, idx):
             bo += idx[d] * prog[qo + P_STRIDES + d]
         for i in range(m):
             for j in range(n):
-                acc = 0.0
                 pa, pb = ba + i * sai, bb + j * sbj
-                for t in range(kk):
-                    acc += np.float64(a[pa + t * sak]) * np.float64(b[pb + t * sbk])
+                if sak == 1 and sbk == 1:  # both rows contiguous: 8 lanes, as compiled templates do
+                    acc = S.dot_lanes(
+                        as_pointer(a.ctypes.data + pa * a.itemsize, a.dtype),
+                        as_pointer(b.ctypes.data + pb * b.itemsize, b.dtype),
+                        kk,
+                    )
+                else:
+                    acc = 0.0
+                    for t in range(kk):
+                        acc += np.float64(a[pa + t * sak]) * np.float64(b[pb + t * sbk])
                 o[bo + i * soi + j * soj] = acc
         d = nb - 1
         while d >= 0:

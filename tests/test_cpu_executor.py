@@ -302,65 +302,7 @@ def test_while_loop_guards() -> None:
         CPU.run(wl, [np.array([9.0, 0.0])])  # one more iteration
 
 
-# -- fused loops for hot plans ---------------------------------------------------------------------------
-def _fused_case(x: np.ndarray, y: np.ndarray) -> Any:
-    """A group with reductions folded whole and along an axis, integer and boolean values, a cast to
-    float32 and a broadcast operand."""
-    a = np.sin(x) * np.exp(-x * y) + np.log1p(x * x)
-    i = (a * 4.0).astype(np.int64) // 3
-    m = (a > 0.1) & (i != 2)
-    return np.sum(a), np.sum(a * y, axis=0), np.max(np.where(m, a, -a), axis=1), (a * i).astype(np.float32), np.any(m)
-
-
-def test_fused_loops_give_the_interpreters_numbers(monkeypatch: Any) -> None:
-    from gradjit.kernels import fuse
-
-    monkeypatch.setattr(fuse, "FUSE_MIN_ELEMENTS", 1)
-    rng = np.random.default_rng(5)
-    x, y = rng.uniform(-2, 2, (37, 29)), rng.uniform(-1, 1, (1, 29))
-    wl_f = gj.make_wengert(_fused_case)(x, y)
-    wl_g = gj.make_wengert(gj.grad(lambda x, y: _fused_case(x, y)[0] + np.sum(_fused_case(x, y)[1]), (0, 1)))(x, y)
-    interpreted = CpuExecutor(fuse=False)
-    fused = CpuExecutor(hot_after=1, fuse="sync")
-    for wl in (wl_f, wl_g):
-        want = interpreted.run(wl, [x, y])
-        got = fused.run(wl, [x, y])
-        steps = plan_of(wl).fuser.steps
-        assert steps is not None and any(s[0] == "fused" for s in steps), steps
-        for g, w in zip(got, want, strict=True):
-            np.testing.assert_array_equal(g, w)
-        agree(wl, x * 0.5, y)
-
-
-def test_fusion_never_blocks_a_first_call(monkeypatch: Any) -> None:
-    from gradjit.kernels import fuse
-
-    monkeypatch.setattr(fuse, "FUSE_MIN_ELEMENTS", 1)
-    x = np.linspace(-1, 1, 41)
-    wl = gj.make_wengert(lambda x: np.tanh(x) * np.cos(x) - x)(x)
-    ex = CpuExecutor()  # hot after 2 runs, compiled in a background thread
-    ex.run(wl, [x])
-    assert not plan_of(wl).fuser.started  # the first call compiled nothing
-    ex.run(wl, [x])
-    assert plan_of(wl).fuser.started
-    for t in threading.enumerate():
-        if t.name == "gradjit-fuse":
-            t.join(timeout=120)
-    assert plan_of(wl).fuser.steps is not None
-    agree(wl, x * 2.0)
-    np.testing.assert_array_equal(ex.run(wl, [x])[0], CpuExecutor(fuse=False).run(wl, [x])[0])
-
-
-def test_a_failed_fused_compile_warns_and_keeps_interpreting(monkeypatch: Any) -> None:
-    from gradjit.kernels import fuse
-
-    monkeypatch.setattr(fuse, "FUSE_MIN_ELEMENTS", 1)
-    monkeypatch.setattr(fuse, "compile_groups", lambda *a: (_ for _ in ()).throw(RuntimeError("no compiler")))
-    x = np.linspace(-1, 1, 43)
-    wl = gj.make_wengert(lambda x: np.sqrt(x * x + 1.0) * 3.0)(x)
-    with pytest.warns(UserWarning, match="fused loops failed"):
-        got = CpuExecutor(hot_after=1, fuse="sync").run(wl, [x])
-    np.testing.assert_array_equal(got[0], np.sqrt(x * x + 1.0) * 3.0)
+# -- hot plans compiled whole: tests/test_cpu_hot.py ---------------------------------------------------
 
 
 # -- the disk cache --------------------------------------------------------------------------------------
