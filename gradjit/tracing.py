@@ -9,6 +9,8 @@ that trace's Wengert list. Every operation on tracers goes through ``bind(prim, 
   arguments' values one level down (which records the equation in lower traces too, or computes
   it), and appends ``out = prim(args)`` to the top trace; once another trace has started above
   the top one, ``simplify.bind_simplified`` does that step and may reuse an equal equation instead.
+  ``bind_into(top, prim, args, params)`` is that step for a known top trace: the levels below are
+  entered through it directly (and ``Tracer``'s operators call it), not through ``bind`` again.
 
 Invariants
 ----------
