@@ -195,7 +195,11 @@ def value_and_grad(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> 
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
         op = f"grad({_fname(f)})"
-        nums, single = _normalize_argnums(argnums, len(args), op)
+        nargs = len(args)
+        if type(argnums) is int and -nargs <= argnums < nargs:  # the usual argnums=0: what the general path gives
+            nums, single = (argnums % nargs,), True
+        else:
+            nums, single = _normalize_argnums(argnums, nargs, op)
         traced = _run_traced(f, args, kwargs, nums, op, strict=True)
         trace, out = traced.trace, traced.out
         if has_aux:
