@@ -37,7 +37,7 @@ import numpy as np
 from gradjit.wengert import Const, Lit, Wengert
 
 from . import cache, ops
-from .hot import HOT_AFTER, Hot
+from .hot import HOT_AFTER, Hot, out_array
 from .plan import ARENA, EXT, OUT, Plan, bind_literals, make_plan
 from .reference import _CONVERT, GuardFailure
 
@@ -168,7 +168,7 @@ def _scalar(a: Any, file: int) -> float | int:
     return float(v) if file == ops.F64 else int(v)
 
 
-_OUT_VIEW, _ARENA_VALUE, _INPUT, _VALUE, _VIEW = 0, 1, 2, 3, 4
+_OUT_VIEW, _ARENA_VALUE, _INPUT, _VALUE, _VIEW, _OUT_ARRAY = 0, 1, 2, 3, 4, 5
 
 
 class _Whole:
@@ -181,7 +181,8 @@ class _Whole:
         for j, r in enumerate(plan.arena_inputs):
             pos[r] = n + j
         file = dict(zip(plan.arena_inputs, compiled.files))
-        self.inputs = [(v, pos.get(v.index, -1), file.get(v.index, -1)) for v in wl.inputs]
+        self.inputs = [(v, v.shape, v.dtype, pos.get(v.index, -1), file.get(v.index, -1)) for v in wl.inputs]
+        self.out_array = out_array(plan)  # the output block is this one array
         self.args: list[Any] = [None] * (n + len(plan.arena_inputs))
         self.scalar_consts: list[tuple[int, Any, int]] = []
         self.copied_consts: list[tuple[int, Any, np.dtype]] = []
@@ -215,7 +216,10 @@ class _Whole:
                     isz = lay.dtype.itemsize
                     off = plan.root_off[lay.root] + lay.offset * isz
                     strides = tuple(s * isz for s in lay.strides)
-                    self.outputs.append((_OUT_VIEW, (lay.shape, lay.dtype, off, strides)))
+                    if self.out_array is not None and lay == plan.layouts[lay.root]:
+                        self.outputs.append((_OUT_ARRAY, None))  # the output block itself
+                    else:
+                        self.outputs.append((_OUT_VIEW, (lay.shape, lay.dtype, off, strides)))
                 else:
                     self.outputs.append((_VIEW, a))
 
@@ -283,29 +287,36 @@ class CpuExecutor:
                    fconst: np.ndarray, iconst: np.ndarray) -> list[Any]:  # fmt: skip
         """A plan compiled whole: one call that sets the inputs' addresses and single values itself."""
         args = list(whole.args)
-        for (var, pos, file), x in zip(whole.inputs, inputs):
-            if file == ops.F64 and type(x) is float and var.dtype == _F8:
+        for (var, shape, dtype, pos, file), x in zip(whole.inputs, inputs):
+            if file < 0 and type(x) is np.ndarray and x.shape == shape and x.dtype == dtype:
+                args[pos] = x if x.flags.c_contiguous else np.ascontiguousarray(x)
+            elif file == ops.F64 and type(x) is float and dtype == _F8:
                 args[pos] = x
-                continue
-            a = _checked(var, x)
-            if pos < 0:
-                continue
-            if file < 0:
-                if not a.flags.c_contiguous:
-                    a = np.ascontiguousarray(a)
-                args[pos] = a
             else:
-                args[pos] = _scalar(a, file)
+                a = _checked(var, x)
+                if pos < 0:
+                    continue
+                if file < 0:
+                    args[pos] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+                else:
+                    args[pos] = _scalar(a, file)
         for pos, c, file in whole.scalar_consts:  # read at each run: a captured array may change in place
             args[pos] = _scalar(c, file)
         for pos, c, dtype in whole.copied_consts:  # not a C-contiguous array of its dtype: copied per run
             args[pos] = np.ascontiguousarray(c, dtype=dtype)
         plan = runner.plan
-        arena, owned = runner.acquire()
+        lock = runner.lock
+        owned = lock.acquire(False)
+        arena = runner.arena if owned else _Arena(plan)
+        if arena is None:
+            arena = runner.arena = _Arena(plan)
         try:
             if arena.scratch.shape[0] < compiled.scratch:
                 arena.scratch = np.empty(compiled.scratch, np.float64)
-            out = np.empty(plan.out_bytes, np.uint8) if plan.out_bytes else _NO_OUT
+            if whole.out_array is not None:
+                out = np.empty(*whole.out_array)
+            else:
+                out = np.empty(plan.out_bytes, np.uint8) if plan.out_bytes else _NO_OUT
             failed = compiled.run_whole(compiled.tab, arena.bases, fconst, iconst, arena.scratch, out, *args)
             if failed >= 0:
                 v = wl.guards[failed].var.index
@@ -313,7 +324,9 @@ class CpuExecutor:
                 raise GuardFailure(_guard_message(wl, failed, self._obj(plan, env, arena, out, v)))
             results = []
             for kind, what in whole.outputs:
-                if kind == _OUT_VIEW:
+                if kind == _OUT_ARRAY:
+                    results.append(out)
+                elif kind == _OUT_VIEW:
                     shape, dtype, off, strides = what
                     o = np.ndarray(shape, dtype, buffer=out, offset=off, strides=strides)
                     results.append(o[()] if not shape else o)
@@ -330,7 +343,7 @@ class CpuExecutor:
                     results.append(self._output(wl, plan, env, arena, out, what, None))
         finally:
             if owned:
-                runner.lock.release()
+                lock.release()
         runner.runs += 1
         return results
 

@@ -138,6 +138,8 @@ def group_source(prog: np.ndarray | Program, k: int, name: str, names: Names | N
     if acc_whole:
         L.append(f"{ind}zero = {names.length(0)}")
     # the loop nest: outer axes, then blocks of the last axis (a rank-1 iteration of one block: one loop)
+    nest_start = len(L)
+    invariant_pow: list[tuple[int, str]] = []  # (line, exponent name) of powers by a constant exponent
     for d in range(rank - 1):
         L.append(f"{ind}for i{d} in range({shape[d]}):")
         ind += "    "
@@ -201,6 +203,8 @@ def group_source(prog: np.ndarray | Program, k: int, name: str, names: Names | N
             name = ops.NAME_OF_OPCODE[code]
             args = [value.get(r, "0") for r in op[3:6]][: ops.ARITY[name]]
             text = _T.sub(ops.FILE_SCALAR[f] + "(", ops.expr(name, f))  # T: the register file's type
+            if name == "pow" and args[1].startswith("c"):
+                invariant_pow.append((len(L), args[1]))
             L.append(f"{inner}t{o} = {text.format(*args)}")
             value[op[2]] = f"t{o}"
     for op in acc_whole:  # fold each block into its accumulator, as the interpreter does
@@ -215,5 +219,14 @@ def group_source(prog: np.ndarray | Program, k: int, name: str, names: Names | N
             L.append(f"{ind}for i in range(n):")
             L.append(f"{ind}    acc{p} = S.fold({kind}, acc{p}, buf{p}[i])")
             L.append(f"{ind}a{p}[{base[p]}] = {_store_value(opnd[p][ops.P_DTYPE], f'acc{p}')}")
+    if invariant_pow:
+        # Two versions of the loop nest: with every constant exponent 0, 1 or 2 (what gradients of
+        # squares make), powers are selects and the loop vectorizes; otherwise libm's pow per element.
+        nest = L[nest_start:]
+        fast = list(nest)
+        for line, _ in invariant_pow:
+            fast[line - nest_start] = fast[line - nest_start].replace("S.power(", "S.power012(", 1)
+        test = " and ".join(f"({c} == 0 or {c} == 1 or {c} == 2)" for c in dict.fromkeys(c for _, c in invariant_pow))
+        L[nest_start:] = [f"    if {test}:", *("    " + x for x in fast), "    else:", *("    " + x for x in nest)]
     L.append(f"    return {names.ret}")
     return "\n".join(L) + "\n"

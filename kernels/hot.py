@@ -38,7 +38,7 @@ import numpy as np
 from . import cache, ops
 from .fuse import _NP_DTYPE, Names, Program, group_source
 
-__all__ = ["Hot", "PlanSource", "compile_plan", "wait_for_background_compiles", "HOT_AFTER", "SIGNATURE"]
+__all__ = ["Hot", "PlanSource", "compile_plan", "out_array", "wait_for_background_compiles", "HOT_AFTER", "SIGNATURE"]
 
 HOT_AFTER = 8  # runs of a structure after which it is compiled (CpuExecutor's default)
 MAX_TEMPLATES = 256  # distinct templates compiled per plan (the rest of the instructions stay interpreted)
@@ -201,7 +201,9 @@ class PlanSource:
         parts = [decorator + text.replace("def NAME(", f"def t{i}(", 1) for i, text in enumerate(texts)]
         self.source = _HEAD + "\n\n".join(parts) + "\n\n" + self._driver(len(texts))
         if self.whole:
-            self.source += self._whole()
+            # the argument types are part of the text: two plans whose code is the same may differ in
+            # the ranks of their inputs, and a module is compiled for one signature
+            self.source += self._whole() + f"\n# run_whole{self.whole_signature()}\n"
         self.source += f"\n# dependencies: sha256={cache.digest(cache.source_of(*_DEPENDENCIES))}\n"
 
     @staticmethod
@@ -240,7 +242,9 @@ class PlanSource:
 
         plan = self.plan
         i8, f8 = types.int64[::1], types.float64[::1]
-        sig = [i8, i8, f8, i8, f8, types.uint8[::1]]
+        single = out_array(plan)
+        out_t = types.uint8[::1] if single is None else types.Array(numba_dtype(single[1]), len(single[0]), "C")
+        sig = [i8, i8, f8, i8, f8, out_t]
         for r in plan.kernel_inputs:
             lay = plan.layouts[r]
             # read-only: writeable arrays convert to it, and read-only inputs (broadcasts, captured
@@ -276,6 +280,18 @@ class PlanSource:
         table = np.array(tab or [0], np.int64)
         out = [("hot", run, table, r[1], r[2]) if r[0] == "hot" else r for r in runs]
         return table, out
+
+
+def out_array(plan: Any) -> tuple[tuple[int, ...], np.dtype] | None:
+    """(shape, dtype) when the plan's output block is one array (one output root): the executor then
+    allocates that array itself, and ``run_whole`` takes it as its output block."""
+    from .plan import OUT
+
+    roots = [r for r, kind in plan.root_kind.items() if kind == OUT]
+    if len(roots) != 1 or plan.root_off[roots[0]] != 0:
+        return None
+    lay = plan.layouts[roots[0]]
+    return lay.shape, lay.dtype
 
 
 def numba_dtype(dtype: np.dtype) -> Any:

@@ -84,6 +84,15 @@ class Matmul:
     pass
 
 
+@dataclass
+class Scatter:
+    """``index_add``/``index_set`` with basic indexing (no index arrays): the output is a copy of ``x``,
+    then ``v`` is added to (or stored into) a view of it; two elementwise passes, no gathers."""
+
+    add: bool
+    file: int
+
+
 def _lit_type(v: Any) -> Any:
     if isinstance(v, (bool, np.bool_)):
         return B1
@@ -257,18 +266,34 @@ def _matmul(eqn: Eqn) -> Matmul | None:
     return Matmul()
 
 
+def _basic(tree: tuple) -> bool:
+    """Whether an index is basic (ints, slices, None, Ellipsis): its result is a view."""
+    return all(t is not ARRAY and (t is None or t is Ellipsis or isinstance(t, (int, slice))) for t in tree)
+
+
 def _is_view(eqn: Eqn) -> bool:
     name = eqn.prim.name
     if name == "getitem":
-        tree = eqn.params["tree"]
-        return all(t is not ARRAY and (t is None or t is Ellipsis or isinstance(t, (int, slice))) for t in tree)
+        return _basic(eqn.params["tree"])
     return name in VIEWS
 
 
+def _scatter(eqn: Eqn) -> Scatter | None:
+    if len(eqn.ins) != 2 or type(eqn.ins[1]) is Lit or not _basic(eqn.params["tree"]):
+        return None
+    x, v, out = eqn.ins[0], eqn.ins[1], eqn.out.dtype
+    if x.dtype != out or out not in (F8, F4, I8):
+        return None
+    if not (v.dtype == out or (out in (F8, F4) and v.dtype in (F8, F4))):
+        return None  # NumPy's casts of other mixes: on the host
+    return Scatter(eqn.prim.name == "index_add", file_of(out))
+
+
 _RULES = {"select": _select, "astype": _astype, "round": _round, "sinc": _sinc, "matmul": _matmul}
+_RULES["index_add"] = _RULES["index_set"] = _scatter
 
 
-def classify(eqn: Eqn) -> Ew | Reduce | Scan | View | Matmul | None:
+def classify(eqn: Eqn) -> Ew | Reduce | Scan | View | Matmul | Scatter | None:
     """What the planner does with ``eqn`` (None: run it on the host)."""
     name = eqn.prim.name
     if eqn.prim.kind == "user" or any(np.ndim(a.value) if type(a) is Lit else 0 for a in eqn.ins):

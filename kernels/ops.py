@@ -133,7 +133,7 @@ EXPR: dict[str, dict[str, str]] = {
     "sub": {"f": "{0} - {1}", "i": "{0} - {1}"},
     "mul": {"f": "{0} * {1}", "i": "{0} * {1}"},
     "div": {"f": "{0} / {1}"},
-    "pow": {"f": "{0} ** {1}"},
+    "pow": {"f": "S.power({0}, {1})"},
     "arctan2": {"f": "math.atan2({0}, {1})"},
     "hypot": {"f": "math.hypot({0}, {1})"},
     "logaddexp": {"f": "S.logaddexp({0}, {1})"},

@@ -36,7 +36,7 @@ import numpy as np
 from gradjit.wengert import Eqn, Lit, Var, Wengert
 
 from . import lower, ops
-from .lower import B1, F4, I4, I8, Ew, Matmul, Reduce, Scan, View
+from .lower import B1, F4, I4, I8, Ew, Matmul, Reduce, Scan, Scatter, View
 from .ops import F64, I64
 
 ARENA, OUT, EXT = 0, 1, 2  # root storage kinds; EXT roots take slots 2, 3, ...
@@ -55,7 +55,7 @@ class Layout:
 
 @dataclass
 class Node:
-    kind: str  # "group", "scan", "matmul", "guard", "host"
+    kind: str  # "group", "scan", "matmul", "scatter", "guard", "host"
     shape: tuple[int, ...] = ()  # a group's iteration shape
     eqns: list[int] = field(default_factory=list)
     produced: set[int] = field(default_factory=set)  # vars computed here
@@ -118,12 +118,23 @@ def _view_layout(eqn: Eqn, src: Layout) -> Layout | None:
         res = np.transpose(arr, params["axes"])
     elif name == "broadcast_to":
         res = np.broadcast_to(arr, params["shape"])
-    else:  # basic getitem: a trailing Ellipsis keeps a 0-d result a view (never a read)
-        tree = tuple(params["tree"])
-        res = arr[tree if Ellipsis in tree else (*tree, Ellipsis)]
+    else:  # basic getitem
+        return index_layout(params["tree"], src, eqn.out.shape)
+    return _layout_of(res, addr0, src, eqn.out.shape)
+
+
+def index_layout(tree: tuple, src: Layout, shape: tuple[int, ...] | None = None) -> Layout | None:
+    """The layout of ``x[tree]`` (basic indexing) for ``x`` of layout ``src``; None unless it has
+    ``shape`` (when given). A trailing Ellipsis keeps a 0-d result a view (never a read)."""
+    arr, addr0 = _dummy(src)
+    tree = tuple(tree)
+    return _layout_of(arr[tree if Ellipsis in tree else (*tree, Ellipsis)], addr0, src, shape)
+
+
+def _layout_of(res: np.ndarray, addr0: int, src: Layout, shape: tuple[int, ...] | None) -> Layout | None:
     isz = src.dtype.itemsize
     off_bytes = res.__array_interface__["data"][0] - addr0
-    if res.shape != eqn.out.shape or off_bytes % isz or any(s % isz for s in res.strides):
+    if (shape is not None and res.shape != shape) or off_bytes % isz or any(s % isz for s in res.strides):
         return None
     return Layout(src.root, src.offset + off_bytes // isz, tuple(s // isz for s in res.strides), res.shape, src.dtype)
 
@@ -247,7 +258,7 @@ class Planner:
                     g.pending.add(e.out.index)
                 continue
             close()
-            nk = "scan" if isinstance(kind, Scan) else "matmul" if isinstance(kind, Matmul) else "host"
+            nk = {Scan: "scan", Matmul: "matmul", Scatter: "scatter"}.get(type(kind), "host")
             nodes.append(Node(nk, eqns=[i], produced={e.out.index}))
         for gi in guards_at.get(len(self.wl.eqns), ()):
             guard(gi)
@@ -299,7 +310,7 @@ class Planner:
                 needed = v in out_roots or any(r != k for r in reads.get(v, ())) or v in nd.pending
                 if nd.kind == "host":
                     self.root_kind[v] = EXT
-                elif needed or nd.kind in ("scan", "matmul"):
+                elif needed or nd.kind in ("scan", "matmul", "scatter"):
                     # a returned single value is read out of the arena as a scalar (or a copy)
                     big_output = v in out_roots and int(np.prod(self.vars[v].shape)) != 1
                     self.root_kind[v] = OUT if big_output else ARENA
@@ -395,6 +406,10 @@ class Planner:
                     steps.append(("host", nd.eqns[0]))
             elif nd.kind == "matmul":
                 self.encode_matmul(nd.eqns[0])
+            elif nd.kind == "scatter":
+                if not self.encode_scatter(nd.eqns[0]):
+                    flush_segment()
+                    steps.append(("host", nd.eqns[0]))
             elif nd.kind == "guard":
                 if not self.encode_guard(nd.guard):
                     flush_segment()
@@ -501,6 +516,46 @@ class Planner:
         for v, st in ((a.index, sa), (b.index, sb), (out.index, so)):
             self.opnds.append(self.operand(v, st, shape))
         self.instrs.append([ops.K_MATMUL, 0, it, p, p + 1, p + 2, 0, 0])
+
+    def encode_scatter(self, i: int) -> bool:
+        """``out = copy(x); out[tree] += v`` (or ``= v``): two elementwise instructions, the second
+        reading and writing a view of ``out`` (basic indexing never repeats an element)."""
+        e = self.wl.eqns[i]
+        sc: Scatter = self.kinds[i]
+        x, v, out = e.ins[0], e.ins[1], e.out
+        lo = self.layouts[out.index]
+        view = index_layout(e.params["tree"], lo)
+        if view is None or len(v.shape) > len(view.shape) or len(view.shape) > ops.MAXR or 0 in view.shape:
+            return False
+        if any(n not in (1, m) for n, m in zip(v.shape[::-1], view.shape[::-1])):
+            return False
+        f = sc.file
+        # pass 1: the copy of x
+        sh, (sx, so) = _collapse(out.shape, [_aligned(self.layouts[x.index], out.shape), list(lo.strides)])
+        p = len(self.opnds)
+        self.opnds.append(self.operand(x.index, sx, sh))
+        self.opnds.append(self.operand(out.index, so, sh))
+        o0 = len(self.oprows)
+        self.oprows += [[ops.OP_LOAD, f, 0, p, 0, 0], [ops.OP_STORE, f, 0, p + 1, 0, 0]]
+        self.instrs.append([ops.K_EW, 0, self.add_iter(sh), o0, o0, len(self.oprows), p, p + 2])
+        # pass 2: v into the view
+        sh, (sw, sv) = _collapse(view.shape, [list(view.strides), _aligned(self.layouts[v.index], view.shape)])
+        p = len(self.opnds)
+        self.opnds.append(self.operand(out.index, sw, sh, view))
+        self.opnds.append(self.operand(v.index, sv, sh))
+        o0 = len(self.oprows)
+        if sc.add:
+            self.oprows += [
+                [ops.OP_LOAD, f, 0, p, 0, 0],
+                [ops.OP_LOAD, f, 1, p + 1, 0, 0],
+                [ops.OPCODE["add"], f, 2, 0, 1, 0],
+                [ops.OP_STORE, f, 2, p, 0, 0],
+            ]
+        else:
+            self.oprows += [[ops.OP_LOAD, f, 1, p + 1, 0, 0], [ops.OP_STORE, f, 1, p, 0, 0]]
+        self.nreg = max(self.nreg, 3)
+        self.instrs.append([ops.K_EW, 0, self.add_iter(sh), o0, o0, len(self.oprows), p, p + 2])
+        return True
 
     def encode_guard(self, gi: int) -> bool:
         g = self.wl.guards[gi]

@@ -237,6 +237,27 @@ def fmin(a, b):
 
 
 @_scalar
+def power(x, y):
+    """``x ** y`` with the exponents gradients make most (0, 1, 2: ``d(u**2)`` is ``2 * u**1``)
+    computed exactly without libm's ``pow``, which is a call per element that stops vectorization.
+    The same values as ``pow`` (IEEE: ``x**0 == 1`` even for NaN, ``x**1 == x``; ``x*x`` is correctly
+    rounded); an exponent invariant over a loop lets LLVM pick the loop once."""
+    if y == 2:
+        return x * x
+    if y == 1:
+        return x
+    if y == 0:
+        return like(x, 1.0)
+    return x**y
+
+
+@_scalar
+def power012(x, y):
+    """``power(x, y)`` for ``y`` in (0, 1, 2) only, as selects (a loop calling it vectorizes)."""
+    return x * x if y == 2 else (x if y == 1 else like(x, 1.0))
+
+
+@_scalar
 def sign(x):
     if x > 0:
         return like(x, 1.0)

@@ -191,6 +191,28 @@ def test_matmuls_small_in_the_interpreter_large_through_blas() -> None:
     np.testing.assert_allclose(got, a32 @ b32, rtol=1e-5, atol=1e-6)
 
 
+def test_index_add_and_set_with_basic_indexing_run_in_the_program() -> None:
+    from gradjit.primitives import index_add_p, index_set_p
+    from gradjit.tracing import bind
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((6, 5))
+    trees = [
+        ((slice(1, None, 2),), (3, 5)), ((slice(None, None, -2), 2), (3,)), ((1,), (5,)), ((2, 3), ()),
+        ((slice(None), slice(4, 0, -1)), (6, 4)), ((Ellipsis, 0), (6,)), ((slice(1, 4), None), (3, 1, 5)),
+        ((slice(None),), (5,)),  # broadcast over the rows
+    ]  # fmt: skip
+    for tree, vshape in trees:
+        v = rng.standard_normal(vshape)
+        for prim in (index_add_p, index_set_p):
+            wl = gj.make_wengert(lambda x, v: bind(prim, x * 1.5, v * 2.0, tree=tree) + 1.0)(x, v)
+            assert [s[0] for s in plan_of(wl).plan.steps] == ["seg"]  # no host step
+            agree(wl, x, v, exact=True)
+    x32 = x.astype(np.float32)  # float32 into float32, float64 added into float32 (rounded once, as NumPy)
+    wl = gj.make_wengert(lambda x, v: bind(index_add_p, x, v, tree=(slice(None, 3),)))(x32, x[:3].astype(np.float64))
+    agree(wl, x32, x[:3], exact=True)
+
+
 def test_large_reduction_is_accurate() -> None:
     x = np.random.default_rng(2).standard_normal(300_001)
     got = CPU.run(gj.make_wengert(np.sum)(x), [x])[0]
