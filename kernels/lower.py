@@ -252,11 +252,16 @@ def _scan(eqn: Eqn) -> Scan | None:
     return None
 
 
-def _matmul(eqn: Eqn) -> Matmul | None:
-    """A small float matmul runs in the interpreter; a large one calls BLAS on the host."""
+def _matmul(eqn: Eqn) -> Matmul | Ew | None:
+    """A small float matmul runs in the interpreter; a large one calls BLAS on the host; an outer
+    product (contraction length 1, both operands matrices) is the elementwise product of the
+    broadcast operands (``a[..., i, 0] * b[..., 0, j]``: one rounding, as BLAS; BLAS's k=1 product is
+    several times slower than writing the result)."""
     a, b = eqn.ins
     if type(a) is Lit or type(b) is Lit or not (a.dtype == b.dtype == eqn.out.dtype) or a.dtype not in (F8, F4):
         return None
+    if len(a.shape) >= 2 and len(b.shape) >= 2 and a.shape[-1] == 1:
+        return Ew(_round32(eqn.out.dtype, [("mul", F64, [("x", 0, F64, a.dtype), ("x", 1, F64, a.dtype)])]))
     m = a.shape[-2] if len(a.shape) > 1 else 1
     n = b.shape[-1] if len(b.shape) > 1 else 1
     k = a.shape[-1]

@@ -213,6 +213,18 @@ def test_index_add_and_set_with_basic_indexing_run_in_the_program() -> None:
     agree(wl, x32, x[:3], exact=True)
 
 
+def test_an_outer_product_matmul_is_an_elementwise_product() -> None:
+    from gradjit.kernels import lower
+
+    rng = np.random.default_rng(10)
+    a, b = rng.standard_normal((3, 200, 1)), rng.standard_normal((1, 300))  # 60000 products, k = 1
+    wl = gj.make_wengert(lambda a, b: (a @ b, a[0].T @ a[1]))(a, b)
+    assert [type(lower.classify(e)).__name__ for e in wl.eqns if e.prim.name == "matmul"] == ["Ew", "Matmul"]
+    agree(gj.make_wengert(np.matmul)(a, b), a, b, exact=True)  # one product per element: exactly BLAS's
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    agree(gj.make_wengert(np.matmul)(a32, b32), a32, b32, exact=True)
+
+
 def test_large_reduction_is_accurate() -> None:
     x = np.random.default_rng(2).standard_normal(300_001)
     got = CPU.run(gj.make_wengert(np.sum)(x), [x])[0]
