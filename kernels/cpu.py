@@ -120,7 +120,7 @@ class Runner:
 
 
 def _binding(wl: Wengert) -> list:
-    """``wl``'s runner, its literal values and its ``_Whole`` call data once built (cached on the list
+    """``wl``'s runner, its literal values and its ``_Calls`` call data once built (cached on the list
     object; the plan by structural hash)."""
     bound = wl.__dict__.get("_gradjit_cpu")
     if bound is None:
@@ -171,9 +171,9 @@ def _scalar(a: Any, file: int) -> float | int:
 _OUT_VIEW, _ARENA_VALUE, _INPUT, _VALUE, _VIEW, _OUT_ARRAY = 0, 1, 2, 3, 4, 5
 
 
-class _Whole:
-    """What a list needs for a whole-plan call (``CpuExecutor._run_whole``): where each input goes in
-    ``run_whole``'s arguments, its constants, and how each result is read out."""
+class _Calls:
+    """What a list needs for a call of its compiled plan (``CpuExecutor._run_compiled``): where each
+    input goes in the entry point's arguments, its constants, and how each result is read out."""
 
     def __init__(self, wl: Wengert, plan: Plan, compiled: Any):
         pos = {r: j for j, r in enumerate(plan.kernel_inputs)}
@@ -241,16 +241,16 @@ class CpuExecutor:
         if len(inputs) != len(wl.inputs):
             raise ValueError(f"expected {len(wl.inputs)} inputs, got {len(inputs)}")
         bound = _binding(wl)
-        runner, fconst, iconst, whole = bound
+        runner, fconst, iconst, calls = bound
         plan = runner.plan
         hot = runner.hot
         if self.fuse and not hot.started and runner.runs + 1 >= self.hot_after:
             hot.start(plan, background=self.fuse != "sync")
         compiled = hot.compiled if self.fuse else None
-        if compiled is not None and compiled.run_whole is not None:
-            if whole is None:
-                whole = bound[3] = _Whole(wl, plan, compiled)
-            return self._run_whole(wl, inputs, runner, compiled, whole, fconst, iconst)
+        if compiled is not None:
+            if calls is None:
+                calls = bound[3] = _Calls(wl, plan, compiled)
+            return self._run_compiled(wl, inputs, runner, compiled, calls, fconst, iconst)
         env: dict[int, Any] = {}
         for var, x in zip(wl.inputs, inputs):
             env[var.index] = _checked(var, x)
@@ -283,26 +283,29 @@ class CpuExecutor:
         runner.runs += 1
         return results
 
-    def _run_whole(self, wl: Wengert, inputs: Sequence[Any], runner: Runner, compiled: Any, whole: _Whole,
-                   fconst: np.ndarray, iconst: np.ndarray) -> list[Any]:  # fmt: skip
-        """A plan compiled whole: one call that sets the inputs' addresses and single values itself."""
-        args = list(whole.args)
-        for (var, shape, dtype, pos, file), x in zip(whole.inputs, inputs):
+    def _run_compiled(self, wl: Wengert, inputs: Sequence[Any], runner: Runner, compiled: Any, calls: _Calls,
+                      fconst: np.ndarray, iconst: np.ndarray) -> list[Any]:  # fmt: skip
+        """A compiled plan: its entry point sets the inputs' addresses and single values itself, then runs
+        every row (``run_whole``), or the executor's steps run (host steps between compiled runs)."""
+        args = list(calls.args)
+        split = compiled.run_whole is None
+        env: dict[int, Any] = {}
+        for (var, shape, dtype, pos, file), x in zip(calls.inputs, inputs):
             if file < 0 and type(x) is np.ndarray and x.shape == shape and x.dtype == dtype:
-                args[pos] = x if x.flags.c_contiguous else np.ascontiguousarray(x)
+                a = x if x.flags.c_contiguous else np.ascontiguousarray(x)
             elif file == ops.F64 and type(x) is float and dtype == _F8:
-                args[pos] = x
+                a = x
             else:
                 a = _checked(var, x)
-                if pos < 0:
-                    continue
-                if file < 0:
-                    args[pos] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
-                else:
-                    args[pos] = _scalar(a, file)
-        for pos, c, file in whole.scalar_consts:  # read at each run: a captured array may change in place
+                if file < 0 and pos >= 0 and not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(a)
+            if split:
+                env[var.index] = a
+            if pos >= 0:
+                args[pos] = a if file < 0 or type(a) is float else _scalar(a, file)
+        for pos, c, file in calls.scalar_consts:  # read at each run: a captured array may change in place
             args[pos] = _scalar(c, file)
-        for pos, c, dtype in whole.copied_consts:  # not a C-contiguous array of its dtype: copied per run
+        for pos, c, dtype in calls.copied_consts:  # not a C-contiguous array of its dtype: copied per run
             args[pos] = np.ascontiguousarray(c, dtype=dtype)
         plan = runner.plan
         lock = runner.lock
@@ -313,17 +316,23 @@ class CpuExecutor:
         try:
             if arena.scratch.shape[0] < compiled.scratch:
                 arena.scratch = np.empty(compiled.scratch, np.float64)
-            if whole.out_array is not None:
-                out = np.empty(*whole.out_array)
+            if calls.out_array is not None:
+                out = np.empty(*calls.out_array)
             else:
                 out = np.empty(plan.out_bytes, np.uint8) if plan.out_bytes else _NO_OUT
-            failed = compiled.run_whole(compiled.tab, arena.bases, fconst, iconst, arena.scratch, out, *args)
-            if failed >= 0:
-                v = wl.guards[failed].var.index
-                env = {var.index: _checked(var, x) for var, x in zip(wl.inputs, inputs)}
-                raise GuardFailure(_guard_message(wl, failed, self._obj(plan, env, arena, out, v)))
+            if split:
+                for c in wl.consts:
+                    env[c.index] = c.value
+                compiled.set_inputs(arena.bases, out, *args)
+                self._steps(wl, plan, compiled.steps, env, arena.bases, arena, out, fconst, iconst)
+            else:
+                failed = compiled.run_whole(compiled.tab, fconst, iconst, arena.scratch, arena.bases, out, *args)
+                if failed >= 0:
+                    v = wl.guards[failed].var.index
+                    env = {var.index: _checked(var, x) for var, x in zip(wl.inputs, inputs)}
+                    raise GuardFailure(_guard_message(wl, failed, self._obj(plan, env, arena, out, v)))
             results = []
-            for kind, what in whole.outputs:
+            for kind, what in calls.outputs:
                 if kind == _OUT_ARRAY:
                     results.append(out)
                 elif kind == _OUT_VIEW:
@@ -337,9 +346,10 @@ class CpuExecutor:
                     results.append(inputs[what])
                 elif kind == _VALUE:
                     results.append(what)
-                else:  # a view of an input or a constant: NumPy's own view of it
-                    env = {v.index: _checked(v, x) for v, x in zip(wl.inputs, inputs)}
-                    env.update((c.index, c.value) for c in wl.consts)
+                else:  # a host result, or a view of an input or a constant (NumPy's own view of it)
+                    if not split:
+                        env = {v.index: _checked(v, x) for v, x in zip(wl.inputs, inputs)}
+                        env.update((c.index, c.value) for c in wl.consts)
                     results.append(self._output(wl, plan, env, arena, out, what, None))
         finally:
             if owned:

@@ -200,10 +200,9 @@ class PlanSource:
         decorator = "@numba.njit(error_model='numpy', nogil=True)\n"
         parts = [decorator + text.replace("def NAME(", f"def t{i}(", 1) for i, text in enumerate(texts)]
         self.source = _HEAD + "\n\n".join(parts) + "\n\n" + self._driver(len(texts))
-        if self.whole:
-            # the argument types are part of the text: two plans whose code is the same may differ in
-            # the ranks of their inputs, and a module is compiled for one signature
-            self.source += self._whole() + f"\n# run_whole{self.whole_signature()}\n"
+        # the argument types are part of the text: two plans whose code is the same may differ in the
+        # ranks of their inputs, and a module is compiled for one signature
+        self.source += self._entries() + f"\n# entry{self.entry_signature()}\n"
         self.source += f"\n# dependencies: sha256={cache.digest(cache.source_of(*_DEPENDENCIES))}\n"
 
     @staticmethod
@@ -211,18 +210,16 @@ class PlanSource:
         body = _tree(list(range(n)), "        ") if n else ["        s = -1"]
         return _DRIVER.replace("        # TREE\n", "\n".join(body) + "\n")
 
-    def _whole(self) -> str:
+    def _entries(self) -> str:
+        """``run_whole`` (a whole plan: the inputs, then every row) or ``set_inputs`` (a plan with host
+        steps: the inputs only, before the executor's steps); both set the output block's address, the
+        inputs' addresses and the single values copied into the arena."""
         plan = self.plan
         xs = [f"x{i}" for i in range(len(plan.kernel_inputs))]
         ss = [f"s{i}" for i in range(len(plan.arena_inputs))]
-        L = [
-            "",
-            "",
-            "@numba.njit(cache=True, error_model='numpy', nogil=True)",
-            f"def run_whole({', '.join(['tab, bases, fconst, iconst, scratch, out', *xs, *ss])}):",
-            '    """The whole plan: the inputs' + "'" + ' addresses and single values set here, then every row."""',
-            "    bases[1] = out.ctypes.data",
-        ]
+        args = ", ".join(["bases, out", *xs, *ss])
+        L = ["", "", "@numba.njit(error_model='numpy', nogil=True)", f"def _set({args}):"]
+        L.append("    bases[1] = out.ctypes.data")
         for x, r in zip(xs, plan.kernel_inputs):
             L.append(f"    bases[{plan.ext_slot[r]}] = {x}.ctypes.data")
         for s_, r in zip(ss, plan.arena_inputs):
@@ -230,21 +227,31 @@ class PlanSource:
             dt = _NP_DTYPE[ops.DTYPE_CODE[lay.dtype]]
             value = f"np.uint8({s_} != 0)" if lay.dtype == np.bool_ else f"{dt}({s_})"
             off = plan.root_off[r] + lay.offset * lay.dtype.itemsize
-            L.append(f"    numba.carray(S.as_pointer(bases[0] + {off}, {dt}), (1,))[0] = {value}")
-        L.append("    tv, bv = _unowned(tab), _unowned(bases)")
-        L.append("    return _walk(tv, bv, _unowned(fconst), _unowned(iconst), _unowned(scratch), 0, tab.shape[0])")
+            L.append(f"    S.as_pointer(bases[0] + {off}, {dt})[0] = {value}")
+        L += ["", "", "@numba.njit(cache=True, error_model='numpy', nogil=True)"]
+        if self.whole:
+            L.append(f"def run_whole(tab, fconst, iconst, scratch, {args}):")
+            L.append(f"    _set({args})")
+            L.append("    tv, bv = _unowned(tab), _unowned(bases)")
+            L.append("    return _walk(tv, bv, _unowned(fconst), _unowned(iconst), _unowned(scratch), 0, tab.shape[0])")
+        else:
+            L.append(f"def set_inputs({args}):")
+            L.append(f"    _set({args})")
+            L.append("    return 0")
         return "\n".join(L) + "\n"
 
-    def whole_signature(self) -> tuple:
-        """``run_whole``'s argument types: the fixed arrays, the inputs (C-contiguous, their dtypes), the
-        single values (float64 or int64 by register file)."""
+    def entry_signature(self) -> tuple:
+        """The argument types of ``run_whole`` (``tab, fconst, iconst, scratch``, then those of
+        ``set_inputs``) or of ``set_inputs``: the memory table, the output block, the inputs
+        (C-contiguous, their dtypes), the single values (float64 or int64 by register file)."""
         from numba import types
 
         plan = self.plan
         i8, f8 = types.int64[::1], types.float64[::1]
         single = out_array(plan)
         out_t = types.uint8[::1] if single is None else types.Array(numba_dtype(single[1]), len(single[0]), "C")
-        sig = [i8, i8, f8, i8, f8, out_t]
+        sig = [i8, f8, i8, f8] if self.whole else []  # tab, fconst, iconst, scratch
+        sig += [i8, out_t]
         for r in plan.kernel_inputs:
             lay = plan.layouts[r]
             # read-only: writeable arrays convert to it, and read-only inputs (broadcasts, captured
@@ -348,6 +355,7 @@ class Compiled:
         self.tab, self.steps = src.steps(module.run)
         self.scratch = src.scratch
         self.run_whole = module.run_whole if src.whole else None
+        self.set_inputs = None if src.whole else module.set_inputs
         self.files = [scalar_file(src.plan.layouts[r].dtype) for r in src.plan.arena_inputs]
 
 
@@ -358,9 +366,13 @@ def compile_plan(plan: Any) -> Compiled | None:
         return None
 
     def warm(module: Any) -> None:
-        entry, sig = (module.run_whole, src.whole_signature()) if src.whole else (module.run, SIGNATURE)
-        entry.compile(sig)
-        entry.disable_compile()  # a call with other types fails instead of compiling
+        if src.whole:
+            entries = [(module.run_whole, src.entry_signature())]
+        else:
+            entries = [(module.run, SIGNATURE), (module.set_inputs, src.entry_signature())]
+        for entry, sig in entries:
+            entry.compile(sig)
+            entry.disable_compile()  # a call with other types fails instead of compiling
 
     return Compiled(src, cache.load_module("hot", src.source, warm=warm))
 

@@ -193,7 +193,7 @@ def test_stale_and_corrupt_cached_modules_are_rebuilt(tmp_path: Any) -> None:
         runner.lock.release()
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            status = compiled.run_whole(compiled.tab, arena.bases, fconst, iconst, arena.scratch, out, x)
+            status = compiled.run_whole(compiled.tab, fconst, iconst, arena.scratch, arena.bases, out, x)
         assert status == -1
         np.testing.assert_array_equal(out, x * 3.0 + 1.0)
     finally:
