@@ -14,8 +14,9 @@ How a run goes:
 - The interpreter runs each *segment* (the instructions between two host steps) in one call;
   host steps (contractions, linear algebra, user primitives, ...) run ``prim.impl`` on arrays that
   view the same memory.
-- Hot plans: from the ``hot_after``-th run of a plan on, its large elementwise groups are compiled
-  into fused loops (``fuse``) in a background thread; runs use them once they are ready.
+- Hot plans: once a plan has run ``hot_after`` times and spent ``hot_seconds`` interpreted, it is
+  compiled whole (``hot``) in a background thread; runs use the compiled code once it is ready, through
+  one call that also sets the inputs' addresses (``_run_compiled``).
 
 Numba compiles nothing on a first call: the interpreter is one function with fixed argument
 types, compiled once per installation (``interp_module``) and then loaded from the disk cache (in a
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +39,7 @@ import numpy as np
 from gradjit.wengert import Const, Lit, Wengert
 
 from . import cache, ops
+from . import hot as _hot
 from .hot import HOT_AFTER, Hot, out_array
 from .plan import ARENA, EXT, OUT, Plan, bind_literals, make_plan
 from .reference import _CONVERT, GuardFailure
@@ -109,6 +112,7 @@ class Runner:
         self.lock = threading.Lock()
         self.arena: _Arena | None = None
         self.runs = 0
+        self.interpreted = 0.0  # seconds spent running the plan uncompiled (``hot_seconds``)
         self.hot = Hot()
 
     def acquire(self) -> tuple[_Arena, bool]:
@@ -229,8 +233,10 @@ class CpuExecutor:
 
     name = "cpu"
 
-    def __init__(self, hot_after: int = HOT_AFTER, fuse: bool | str = True, preload: bool = True):
+    def __init__(self, hot_after: int = HOT_AFTER, hot_seconds: float | None = None, fuse: bool | str = True,
+                 preload: bool = True):  # fmt: skip
         self.hot_after = hot_after
+        self.hot_seconds = hot_seconds  # None: ``hot.HOT_SECONDS`` at the time of the run
         self.fuse = fuse  # True: in a background thread; "sync": on the calling thread; False: never
         if preload and not _INTERP:
             # Loading the interpreter (Numba, its BLAS check, the cached machine code) takes about half
@@ -244,13 +250,19 @@ class CpuExecutor:
         runner, fconst, iconst, calls = bound
         plan = runner.plan
         hot = runner.hot
-        if self.fuse and not hot.started and runner.runs + 1 >= self.hot_after:
-            hot.start(plan, background=self.fuse != "sync")
-        compiled = hot.compiled if self.fuse else None
-        if compiled is not None:
-            if calls is None:
-                calls = bound[3] = _Calls(wl, plan, compiled)
-            return self._run_compiled(wl, inputs, runner, compiled, calls, fconst, iconst)
+        if self.fuse:
+            compiled = hot.compiled
+            if compiled is not None:
+                if calls is None:
+                    calls = bound[3] = _Calls(wl, plan, compiled)
+                return self._run_compiled(wl, inputs, runner, compiled, calls, fconst, iconst)
+            if not hot.started and runner.runs + 1 >= self.hot_after:
+                seconds = _hot.HOT_SECONDS if self.hot_seconds is None else self.hot_seconds
+                if runner.interpreted >= seconds:
+                    hot.start(plan, background=self.fuse != "sync")
+                    if hot.compiled is not None:  # compiled on this thread ("sync")
+                        return self.run(wl, inputs)
+        t0 = time.perf_counter()
         env: dict[int, Any] = {}
         for var, x in zip(wl.inputs, inputs):
             env[var.index] = _checked(var, x)
@@ -267,20 +279,18 @@ class CpuExecutor:
             out = _NO_OUT
             if plan.out_bytes:
                 out = np.empty(plan.out_bytes, np.uint8)
-            if compiled is not None and arena.scratch.shape[0] < compiled.scratch:
-                arena.scratch = np.empty(compiled.scratch, np.float64)
             for r in plan.kernel_inputs:
                 bases[plan.ext_slot[r]] = _address(env[r])
             for r in plan.arena_inputs:
                 arena.views[r][...] = env[r]
             bases[1] = _address(out)
-            steps = plan.steps if compiled is None else compiled.steps
-            self._steps(wl, plan, steps, env, bases, arena, out, fconst, iconst)
+            self._steps(wl, plan, plan.steps, env, bases, arena, out, fconst, iconst)
             results = [self._output(wl, plan, env, arena, out, a, x) for a, x in self._outputs(wl, inputs)]
         finally:
             if owned:
                 runner.lock.release()
         runner.runs += 1
+        runner.interpreted += time.perf_counter() - t0
         return results
 
     def _run_compiled(self, wl: Wengert, inputs: Sequence[Any], runner: Runner, compiled: Any, calls: _Calls,

@@ -38,9 +38,14 @@ import numpy as np
 from . import cache, ops
 from .fuse import _NP_DTYPE, Names, Program, group_source
 
-__all__ = ["Hot", "PlanSource", "compile_plan", "out_array", "wait_for_background_compiles", "HOT_AFTER", "SIGNATURE"]
+__all__ = ["Hot", "PlanSource", "compile_plan", "out_array", "wait_for_background_compiles"]
+__all__ += ["HOT_AFTER", "HOT_SECONDS", "SIGNATURE"]
 
-HOT_AFTER = 8  # runs of a structure after which it is compiled (CpuExecutor's default)
+# A structure is compiled once it has run HOT_AFTER times and spent HOT_SECONDS in the interpreter
+# (a compile costs about a second of CPU, in a background thread: a plan run a few times, or cheaply,
+# is not worth it). CpuExecutor reads HOT_SECONDS at each check; a benchmark of steady state sets it to 0.
+HOT_AFTER = 8
+HOT_SECONDS = 0.002
 MAX_TEMPLATES = 256  # distinct templates compiled per plan (the rest of the instructions stay interpreted)
 SIGNATURE = "int64(int64[::1], int64[::1], float64[::1], int64[::1], float64[::1], int64, int64)"
 _DEPENDENCIES = (

@@ -1,6 +1,6 @@
 """Hot plans compiled whole (``gradjit.kernels.hot``): the same numbers as the interpreter, bit for bit.
 
-Each list here is compiled synchronously (``CpuExecutor(hot_after=1, fuse="sync")``) and its results
+Each list here is compiled synchronously (``CpuExecutor(hot_after=1, hot_seconds=0, fuse="sync")``) and its results
 compared with the interpreter's (``fuse=False``, the same plan) exactly, and with the reference
 executor's to a tolerance. Compiling costs about a second per list on a cold cache, so the lists are
 few and each covers much: elementwise groups of every rank with broadcast, strided and reversed
@@ -25,7 +25,7 @@ import gradjit as gj
 
 REF = ReferenceExecutor()
 INTERPRETED = CpuExecutor(fuse=False)
-COMPILED = CpuExecutor(hot_after=1, fuse="sync")
+COMPILED = CpuExecutor(hot_after=1, hot_seconds=0.0, fuse="sync")
 
 
 def compiled_agrees(wl: gj.Wengert, *args: Any, whole: bool | None = None) -> list:
@@ -142,7 +142,7 @@ def test_scalar_inputs_and_guards_in_compiled_code() -> None:
 def test_hot_compile_never_blocks_a_first_call() -> None:
     x = np.linspace(-1, 1, 41)
     wl = gj.make_wengert(lambda x: np.tanh(x) * np.cos(x) - x * 0.25)(x)
-    ex = CpuExecutor(hot_after=3)  # compiled in a background thread from the third run on
+    ex = CpuExecutor(hot_after=3, hot_seconds=0.0)  # compiled in a background thread from the third run on
     ex.run(wl, [x])
     ex.run(wl, [x])
     assert not plan_of(wl).hot.started  # two runs compiled nothing
@@ -162,7 +162,7 @@ def test_a_failed_compile_warns_and_keeps_interpreting(monkeypatch: Any) -> None
     x = np.linspace(-1, 1, 43)
     wl = gj.make_wengert(lambda x: np.sqrt(x * x + 1.0) * 3.5)(x)
     with pytest.warns(UserWarning, match="compiling a hot plan failed"):
-        got = CpuExecutor(hot_after=1, fuse="sync").run(wl, [x])
+        got = CpuExecutor(hot_after=1, hot_seconds=0.0, fuse="sync").run(wl, [x])
     np.testing.assert_array_equal(got[0], np.sqrt(x * x + 1.0) * 3.5)
     assert plan_of(wl).hot.compiled is None
 
