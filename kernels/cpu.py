@@ -188,14 +188,14 @@ class _Calls:
         self.inputs = [(v, v.shape, v.dtype, pos.get(v.index, -1), file.get(v.index, -1)) for v in wl.inputs]
         self.out_array = out_array(plan)  # the output block is this one array
         self.args: list[Any] = [None] * (n + len(plan.arena_inputs))
-        self.scalar_consts: list[tuple[int, Any, int]] = []
         self.copied_consts: list[tuple[int, Any, np.dtype]] = []
         for c in wl.consts:
             j = pos.get(c.index)
             if j is None:
                 continue
-            if c.index in file:
-                self.scalar_consts.append((j, c.value, file[c.index]))
+            if c.index in file:  # a single value: the array itself, read by the compiled code at each run
+                value = c.value if type(c.value) is np.ndarray else np.asarray(c.value)  # (a scalar is immutable)
+                self.args[j] = value if value.flags.c_contiguous else np.ascontiguousarray(value)
                 continue
             value = c.value
             dtype = plan.layouts[c.index].dtype
@@ -313,8 +313,6 @@ class CpuExecutor:
                 env[var.index] = a
             if pos >= 0:
                 args[pos] = a if file < 0 or type(a) is float else _scalar(a, file)
-        for pos, c, file in calls.scalar_consts:  # read at each run: a captured array may change in place
-            args[pos] = _scalar(c, file)
         for pos, c, dtype in calls.copied_consts:  # not a C-contiguous array of its dtype: copied per run
             args[pos] = np.ascontiguousarray(c, dtype=dtype)
         plan = runner.plan

@@ -230,6 +230,8 @@ class PlanSource:
         for s_, r in zip(ss, plan.arena_inputs):
             lay = plan.layouts[r]
             dt = _NP_DTYPE[ops.DTYPE_CODE[lay.dtype]]
+            if r in plan.consts:  # a constant's one element, read here (it may change in place)
+                s_ = f"S.as_pointer({s_}.ctypes.data, {dt})[0]"
             value = f"np.uint8({s_} != 0)" if lay.dtype == np.bool_ else f"{dt}({s_})"
             off = plan.root_off[r] + lay.offset * lay.dtype.itemsize
             L.append(f"    S.as_pointer(bases[0] + {off}, {dt})[0] = {value}")
@@ -263,7 +265,11 @@ class PlanSource:
             # constants) need no copy; the program never writes to an input
             sig.append(types.Array(numba_dtype(lay.dtype), len(lay.shape), "C", readonly=True))
         for r in plan.arena_inputs:
-            sig.append(types.float64 if scalar_file(plan.layouts[r].dtype) == ops.F64 else types.int64)
+            lay = plan.layouts[r]
+            if r in plan.consts:  # a single-element array, passed as it is
+                sig.append(types.Array(numba_dtype(lay.dtype), len(lay.shape), "C", readonly=True))
+            else:
+                sig.append(types.float64 if scalar_file(lay.dtype) == ops.F64 else types.int64)
         return tuple(sig)
 
     def steps(self, run: Callable) -> tuple[np.ndarray, list[tuple]]:

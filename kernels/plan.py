@@ -82,6 +82,7 @@ class Plan:
     view_eqn: dict[int, Eqn]  # view var -> the view equation (to rebuild host objects of EXT roots)
     host_reads: set[int]  # vars that host steps, host guards or outputs need as arrays
     arena_inputs: list[int]  # inputs and constants (single values) copied into the arena at each run
+    consts: frozenset[int]  # the list's constants (var indices)
     n_eqns: int
     groups: int = 0
     stats: dict = field(default_factory=dict)
@@ -437,6 +438,7 @@ class Planner:
             view_eqn=self.view_eqn,
             host_reads=self.host_reads,
             arena_inputs=self.arena_inputs,
+            consts=frozenset(c.index for c in self.wl.consts),
             n_eqns=len(self.wl.eqns),
             groups=sum(nd.kind == "group" for nd in nodes),
         )
