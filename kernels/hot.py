@@ -2,28 +2,33 @@
 
 The interpreter (``interp``) decodes each instruction at run time: for a list of many small arrays
 (an RNN's 1796 equations over 16 elements) decoding, not arithmetic, is the cost. When a plan keeps
-coming back (``CpuExecutor.hot_after`` runs), ``compile_plan`` generates one Numba function per
-*distinct* instruction, a **template**: an elementwise group as one loop nest (``fuse.group_source``),
-a small matmul as loops, a guard as a comparison, with shapes, strides, dtypes and ops written into
-the source as constants. What differs between instructions of the same template (the memory slot
-and byte offset of each operand, the index of each constant) is read from a table (``tab``), so the
-hundred steps of an unrolled loop share one template, and compile time grows with the number of
-distinct templates, not with the length of the list. A driver, ``run(tab, bases, fconst, iconst,
-scratch, q, stop)``, walks the table rows from position ``q`` to ``stop`` and calls each row's
-template through a binary tree of comparisons. A row is ``[template, next row, fields...]``.
+coming back (``HOT_AFTER`` runs and ``HOT_SECONDS`` spent interpreting it), ``compile_plan`` generates
+one Numba function per *distinct* instruction, a **template**: an elementwise group as one loop nest
+(``fuse.group_source``), a small matmul as loops, a guard as a comparison, with shapes, strides,
+dtypes and ops written into the source as constants. What differs between instructions of the same
+template (the memory slot and byte offset of each operand, the index of each constant, the last
+axis's length) is read from a table (``tab``), so the hundred steps of an unrolled loop share one
+template, and compile time grows with the number of distinct templates, not with the length of the
+list. A driver (``_walk``) walks table rows and calls each row's template through a binary tree of
+comparisons; a row is ``[template, next row, fields...]``. Entry points: ``run_whole`` (the plan is
+one compiled run: it sets the inputs' addresses and single values, then runs every row) or, for a
+plan with host steps, ``set_inputs`` and ``run(tab, bases, fconst, iconst, scratch, q, stop)`` per
+compiled run.
 
 Invariants:
 
 - Same numbers as the interpreter, bit for bit: a template computes the same operations in the same
-  order (a matmul accumulates each output element from ``t = 0`` in float64; reductions fold per block
-  of ``ops.BLK`` elements in NumPy's pairwise order, as ``fuse`` does).
+  order (a matmul accumulates each output in the interpreter's order: 8 lanes when both operands are
+  contiguous along the contraction, ``scalar.dot_lanes``, else in sequence from ``t = 0``; reductions
+  fold per block of ``ops.BLK`` elements in NumPy's pairwise order).
 - Guards are checked where the interpreter checks them; a failing guard returns its index, and the
   executor raises ``GuardFailure`` exactly as for the interpreter.
 - Instructions without a template (scans; any template beyond ``MAX_TEMPLATES``) stay interpreted:
   the plan's segments are split around them.
 - Nothing here runs on a call's critical path: the executor starts ``Hot.start`` in a background
-  thread and keeps interpreting until ``Hot.steps`` is set; a compile failure warns and changes
-  nothing. The module is cached on disk by its text (``cache``), so a later process loads it.
+  thread and keeps interpreting until ``Hot.compiled`` is set; a compile failure warns and changes
+  nothing. The module is cached on disk by its text, which includes the entry point's argument types
+  (``cache``), so a later process loads it.
 """
 
 from __future__ import annotations
