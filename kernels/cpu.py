@@ -40,8 +40,8 @@ from gradjit.wengert import Const, Lit, Wengert
 
 from . import cache, ops
 from . import hot as _hot
-from .hot import HOT_AFTER, Hot, out_array
-from .plan import ARENA, EXT, OUT, Plan, bind_literals, make_plan
+from .hot import HOT_AFTER, Hot, out_block
+from .plan import ARENA, EXT, OUT, Plan, _cstrides, bind_literals, make_plan
 from .reference import _CONVERT, GuardFailure
 
 __all__ = ["CpuExecutor", "interp_module", "plan_of"]
@@ -172,7 +172,7 @@ def _scalar(a: Any, file: int) -> float | int:
     return float(v) if file == ops.F64 else int(v)
 
 
-_OUT_VIEW, _ARENA_VALUE, _INPUT, _VALUE, _VIEW, _OUT_ARRAY = 0, 1, 2, 3, 4, 5
+_OUT_VIEW, _ARENA_VALUE, _INPUT, _VALUE, _VIEW, _OUT_ARRAY, _OUT_SLICE = 0, 1, 2, 3, 4, 5, 6
 
 
 class _Calls:
@@ -186,7 +186,8 @@ class _Calls:
             pos[r] = n + j
         file = dict(zip(plan.arena_inputs, compiled.files))
         self.inputs = [(v, v.shape, v.dtype, pos.get(v.index, -1), file.get(v.index, -1)) for v in wl.inputs]
-        self.out_array = out_array(plan)  # the output block is this one array
+        block = out_block(plan)
+        self.out_block = None if block is None else block[:2]  # the array to allocate, else bytes
         self.args: list[Any] = [None] * (n + len(plan.arena_inputs))
         self.copied_consts: list[tuple[int, Any, np.dtype]] = []
         for c in wl.consts:
@@ -220,8 +221,11 @@ class _Calls:
                     isz = lay.dtype.itemsize
                     off = plan.root_off[lay.root] + lay.offset * isz
                     strides = tuple(s * isz for s in lay.strides)
-                    if self.out_array is not None and lay == plan.layouts[lay.root]:
+                    if block is not None and block[2] and lay == plan.layouts[lay.root]:
                         self.outputs.append((_OUT_ARRAY, None))  # the output block itself
+                    elif block is not None and lay.strides == _cstrides(lay.shape) and off % isz == 0:
+                        start = off // isz  # a C-contiguous result: a slice of the block
+                        self.outputs.append((_OUT_SLICE, (start, start + int(np.prod(lay.shape)), lay.shape)))
                     else:
                         self.outputs.append((_OUT_VIEW, (lay.shape, lay.dtype, off, strides)))
                 else:
@@ -324,8 +328,8 @@ class CpuExecutor:
         try:
             if arena.scratch.shape[0] < compiled.scratch:
                 arena.scratch = np.empty(compiled.scratch, np.float64)
-            if calls.out_array is not None:
-                out = np.empty(*calls.out_array)
+            if calls.out_block is not None:
+                out = np.empty(*calls.out_block)
             else:
                 out = np.empty(plan.out_bytes, np.uint8) if plan.out_bytes else _NO_OUT
             if split:
@@ -343,6 +347,9 @@ class CpuExecutor:
             for kind, what in calls.outputs:
                 if kind == _OUT_ARRAY:
                     results.append(out)
+                elif kind == _OUT_SLICE:
+                    a, b, shape = what
+                    results.append(out[a:b].reshape(shape))
                 elif kind == _OUT_VIEW:
                     shape, dtype, off, strides = what
                     o = np.ndarray(shape, dtype, buffer=out, offset=off, strides=strides)

@@ -43,7 +43,7 @@ import numpy as np
 from . import cache, ops
 from .fuse import _NP_DTYPE, Names, Program, group_source
 
-__all__ = ["Hot", "PlanSource", "compile_plan", "out_array", "wait_for_background_compiles"]
+__all__ = ["Hot", "PlanSource", "compile_plan", "out_block", "wait_for_background_compiles"]
 __all__ += ["HOT_AFTER", "HOT_SECONDS", "SIGNATURE"]
 
 # A structure is compiled once it has run HOT_AFTER times and spent HOT_SECONDS in the interpreter
@@ -260,8 +260,8 @@ class PlanSource:
 
         plan = self.plan
         i8, f8 = types.int64[::1], types.float64[::1]
-        single = out_array(plan)
-        out_t = types.uint8[::1] if single is None else types.Array(numba_dtype(single[1]), len(single[0]), "C")
+        block = out_block(plan)
+        out_t = types.uint8[::1] if block is None else types.Array(numba_dtype(block[1]), len(block[0]), "C")
         sig = [i8, f8, i8, f8] if self.whole else []  # tab, fconst, iconst, scratch
         sig += [i8, out_t]
         for r in plan.kernel_inputs:
@@ -305,16 +305,21 @@ class PlanSource:
         return table, out
 
 
-def out_array(plan: Any) -> tuple[tuple[int, ...], np.dtype] | None:
-    """(shape, dtype) when the plan's output block is one array (one output root): the executor then
-    allocates that array itself, and ``run_whole`` takes it as its output block."""
+def out_block(plan: Any) -> tuple[tuple[int, ...], np.dtype, bool] | None:
+    """(shape, dtype, single) of the output block the executor allocates for a compiled plan: the one
+    output array when there is one output root (``single``), else a 1-D array of the outputs' dtype
+    when they share one (results are slices of it: cheaper than NumPy views of bytes); None: bytes."""
     from .plan import OUT
 
     roots = [r for r, kind in plan.root_kind.items() if kind == OUT]
-    if len(roots) != 1 or plan.root_off[roots[0]] != 0:
+    if len(roots) == 1 and plan.root_off[roots[0]] == 0:
+        lay = plan.layouts[roots[0]]
+        return lay.shape, lay.dtype, True
+    dtypes = {plan.layouts[r].dtype for r in roots}
+    if len(dtypes) != 1:
         return None
-    lay = plan.layouts[roots[0]]
-    return lay.shape, lay.dtype
+    dtype = dtypes.pop()
+    return (plan.out_bytes // dtype.itemsize,), dtype, False  # offsets are multiples of plan.ALIGN
 
 
 def numba_dtype(dtype: np.dtype) -> Any:

@@ -184,7 +184,8 @@ def test_stale_and_corrupt_cached_modules_are_rebuilt(tmp_path: Any) -> None:
         cache._MODULES.clear()
         compiled = hot.compile_plan(plan)
         assert "return 7" not in path.read_text()
-        shape, dtype = hot.out_array(plan)  # one output: the output block is that array
+        shape, dtype, single = hot.out_block(plan)  # one output: the output block is that array
+        assert single
         out = np.empty(shape, dtype)
         from gradjit.kernels.cpu import _binding
 
