@@ -329,8 +329,8 @@ def dot_lanes(typingctx, pa, pb, k):
         f64 = ir.DoubleType()
         v8 = ir.VectorType(f64, LANES)
         i64 = ir.IntType(64)
-        lanes = cgutils.alloca_once(builder, ir.ArrayType(f64, LANES))
-        acc = cgutils.alloca_once_value(builder, ir.Constant(v8, [0.0] * LANES))
+        i32 = ir.IntType(32)
+        acc = cgutils.alloca_once_value(builder, ir.Constant(v8, [0.0] * LANES))  # promoted to a register
 
         def vload(ptr, idx):
             el = ptr.type.pointee
@@ -346,18 +346,23 @@ def dot_lanes(typingctx, pa, pb, k):
         with cgutils.for_range(builder, full) as loop:
             t = builder.mul(loop.index, ir.Constant(i64, LANES))
             builder.store(builder.fadd(builder.load(acc), builder.fmul(vload(a, t), vload(b, t))), acc)
-        vec = builder.load(acc)
-        for lane in range(LANES):
-            slot = builder.gep(lanes, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), lane)])
-            builder.store(builder.extract_element(vec, ir.Constant(ir.IntType(32), lane)), slot)
         t0 = builder.mul(full, ir.Constant(i64, LANES))
         with cgutils.for_range(builder, builder.sub(n, t0)) as loop:  # the tail: lane l takes term t0 + l
             t = builder.add(t0, loop.index)
-            slot = builder.gep(lanes, [ir.Constant(i64, 0), loop.index])
-            builder.store(builder.fadd(builder.load(slot), builder.fmul(sload(a, t), sload(b, t))), slot)
-        r = [builder.load(builder.gep(lanes, [ir.Constant(i64, 0), ir.Constant(i64, lane)])) for lane in range(LANES)]
-        pairs = [builder.fadd(r[0], r[1]), builder.fadd(r[2], r[3]), builder.fadd(r[4], r[5]), builder.fadd(r[6], r[7])]
-        return builder.fadd(builder.fadd(pairs[0], pairs[1]), builder.fadd(pairs[2], pairs[3]))
+            vec = builder.load(acc)
+            lane = builder.extract_element(vec, loop.index)
+            vec = builder.insert_element(vec, builder.fadd(lane, builder.fmul(sload(a, t), sload(b, t))), loop.index)
+            builder.store(vec, acc)
+
+        # ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)) by halving shuffles: the same additions
+        def pick(v, idx):
+            return builder.shuffle_vector(v, ir.Constant(v.type, None), ir.Constant(ir.VectorType(i32, len(idx)), idx))
+
+        vec = builder.load(acc)
+        pairs = builder.fadd(pick(vec, [0, 2, 4, 6]), pick(vec, [1, 3, 5, 7]))  # r0+r1, r2+r3, r4+r5, r6+r7
+        quads = builder.fadd(pick(pairs, [0, 2]), pick(pairs, [1, 3]))
+        lo, hi = (builder.extract_element(quads, ir.Constant(i32, j)) for j in (0, 1))
+        return builder.fadd(lo, hi)
 
     return types.float64(pa, pb, types.int64), codegen
 
