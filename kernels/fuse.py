@@ -69,6 +69,7 @@ class Names:
     """How generated code reaches memory and constants (``hot.TableNames`` is the one in use)."""
 
     args = "bases, fconst, iconst"  # the function's parameters
+    prologue = ""  # lines the function starts with
     ret = "0"  # what it returns
 
     def addr(self, slot: int, off: int) -> str:
@@ -98,7 +99,7 @@ def group_source(prog: np.ndarray | Program, k: int, name: str, names: Names | N
     rank = len(shape)
     length = shape[-1]
     blk = min(ops.BLK, length)
-    L: list[str] = [f"def {name}({names.args}):"]
+    L: list[str] = [f"def {name}({names.args}):{names.prologue}"]
     ind = "    "
     # operands and ops numbered from the group's first (the same group anywhere gives the same text)
     opnd = {p - p0: pr.opnd(p) for p in range(p0, p1)}

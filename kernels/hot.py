@@ -60,13 +60,21 @@ _DEPENDENCIES = (
     "gradjit.kernels.fuse",
     "gradjit.kernels.hot",
 )
-_ARGS = "tab, q, bases, fconst, iconst, scr"
+# Templates take addresses (integers in registers): an array argument is seven words to pass, and the
+# call of each row's template was a fifth of W4's run.
+_ARGS = "ta, q, ba, fa, ia, sa"
+_PROLOGUE = """
+    tab = S.as_pointer(ta, np.int64)
+    bases = S.as_pointer(ba, np.int64)
+    fconst = S.as_pointer(fa, np.float64)
+    iconst = S.as_pointer(ia, np.int64)"""
 
 
 class TableNames(Names):
     """Names for template code: addresses and constants are fields of the instruction's table row."""
 
     args = _ARGS
+    prologue = _PROLOGUE
     ret = "-1"  # the driver's status: no guard failed
 
     def __init__(self) -> None:
@@ -90,7 +98,7 @@ class TableNames(Names):
 
     def buf(self, i: int, blk: int, file: int) -> str:
         self.bufs = max(self.bufs, i + 1)
-        return f"numba.carray(S.as_pointer(scr.ctypes.data + {8 * i * ops.BLK}, {_FILE_DT[file]}), ({blk},))"
+        return f"numba.carray(S.as_pointer(sa + {8 * i * ops.BLK}, {_FILE_DT[file]}), ({blk},))"
 
 
 _FILE_DT = {ops.F64: "np.float64", ops.I64: "np.int64"}
@@ -112,7 +120,7 @@ def matmul_source(pr: Program, k: int, name: str, names: TableNames) -> str:
     rank = len(shape)
     nb = rank - 3
     m, n, kk = shape[-3:]
-    L = [f"def {name}({names.args}):"]
+    L = [f"def {name}({names.args}):{names.prologue}"]
     rows = {}
     for var, p in (("a", pa), ("b", pb), ("o", po)):
         line, rows[var] = _operand(pr, p, names, var)
@@ -152,7 +160,7 @@ def guard_source(pr: Program, k: int, name: str, names: TableNames) -> str:
     value = f"np.float64(a[{row[ops.P_ELEM0]}])" if file == ops.F64 else f"np.int64(a[{row[ops.P_ELEM0]}])"
     obs, index = names.field(observed), names.field(gi)
     test = f"(v != 0) == ({obs} != 0)" if kind == ops.G_BOOL else f"v == {obs}"
-    return f"def {name}({names.args}):\n{line}\n    v = {value}\n    return -1 if {test} else {index}\n"
+    return f"def {name}({names.args}):{names.prologue}\n{line}\n    v = {value}\n    return -1 if {test} else {index}\n"
 
 
 def instruction_source(pr: Program, k: int) -> tuple[str, list[int], int] | None:
@@ -174,7 +182,7 @@ def instruction_source(pr: Program, k: int) -> tuple[str, list[int], int] | None
 def _tree(ids: list[int], ind: str) -> list[str]:
     """A binary tree of comparisons on ``t`` calling template ``t<id>`` for each id in ``ids``."""
     if len(ids) == 1:
-        return [f"{ind}s = t{ids[0]}(tv, q + 2, bv, fv, iv, sv)"]
+        return [f"{ind}s = t{ids[0]}(ta, q + 2, ba, fa, ia, sa)"]
     mid = len(ids) // 2
     return [f"{ind}if t < {ids[mid]}:", *_tree(ids[:mid], ind + "    "), f"{ind}else:", *_tree(ids[mid:], ind + "    ")]
 
@@ -244,8 +252,7 @@ class PlanSource:
         if self.whole:
             L.append(f"def run_whole(tab, fconst, iconst, scratch, {args}):")
             L.append(f"    _set({args})")
-            L.append("    tv, bv = _unowned(tab), _unowned(bases)")
-            L.append("    return _walk(tv, bv, _unowned(fconst), _unowned(iconst), _unowned(scratch), 0, tab.shape[0])")
+            L.append("    return _walk(*_addresses(tab, bases, fconst, iconst, scratch), 0, tab.shape[0])")
         else:
             L.append(f"def set_inputs({args}):")
             L.append(f"    _set({args})")
@@ -345,12 +352,13 @@ from gradjit.kernels import scalar as S
 '''
 
 _DRIVER = '''@numba.njit(error_model='numpy', nogil=True)
-def _unowned(a):
-    return numba.carray(S.as_pointer(a.ctypes.data, a.dtype), a.shape)
+def _addresses(tab, bases, fconst, iconst, scratch):
+    return tab.ctypes.data, bases.ctypes.data, fconst.ctypes.data, iconst.ctypes.data, scratch.ctypes.data
 
 
 @numba.njit(error_model='numpy', nogil=True)
-def _walk(tv, bv, fv, iv, sv, q, stop):
+def _walk(ta, ba, fa, ia, sa, q, stop):
+    tv = S.as_pointer(ta, np.int64)
     while q < stop:
         t = tv[q]
         # TREE
@@ -363,7 +371,7 @@ def _walk(tv, bv, fv, iv, sv, q, stop):
 @numba.njit(cache=True, error_model='numpy', nogil=True)
 def run(tab, bases, fconst, iconst, scratch, q, stop):
     """Run table rows ``q`` to ``stop``: -1, or the index of the first guard that does not hold."""
-    return _walk(_unowned(tab), _unowned(bases), _unowned(fconst), _unowned(iconst), _unowned(scratch), q, stop)
+    return _walk(*_addresses(tab, bases, fconst, iconst, scratch), q, stop)
 '''
 
 
