@@ -285,7 +285,7 @@ def _executor(name: str) -> Any:
     if ex is None:
         from .kernels import get_executor
 
-        ex = _EXECUTORS[name] = get_executor(name)
+        ex = _EXECUTORS[name] = get_executor(name, interactive=True)  # never waits for a compile
     return ex
 
 

@@ -14,28 +14,37 @@ from __future__ import annotations
 from .reference import ReferenceExecutor, run
 
 
-def _cuda_executor():
+def _reference_executor(interactive: bool = False):
+    return ReferenceExecutor()
+
+
+def _cuda_executor(interactive: bool = False):
     """The CUDA executor (``cuda_exec``), imported only when asked for: it imports ``numba.cuda``."""
     from .cuda_exec import CudaExecutor
 
     return CudaExecutor()
 
 
-def _cpu_executor():
-    """The Numba CPU executor (``cpu``), imported only when asked for: it imports Numba."""
+def _cpu_executor(interactive: bool = False):
+    """The Numba CPU executor (``cpu``), imported only when asked for: it imports Numba.
+
+    ``interactive`` (jit's executor): never wait for the interpreter to load or compile; run on the
+    reference executor meanwhile.
+    """
     from .cpu import CpuExecutor
 
-    return CpuExecutor()
+    return CpuExecutor(wait=not interactive)
 
 
-EXECUTORS = {"reference": ReferenceExecutor, "cpu": _cpu_executor, "cuda": _cuda_executor}
+EXECUTORS = {"reference": _reference_executor, "cpu": _cpu_executor, "cuda": _cuda_executor}
 
 
-def get_executor(name: str = "reference"):
+def get_executor(name: str = "reference", interactive: bool = False):
     try:
-        return EXECUTORS[name]()
+        make = EXECUTORS[name]
     except KeyError:
         raise ValueError(f"unknown executor {name!r}; available: {sorted(EXECUTORS)}") from None
+    return make(interactive=interactive)
 
 
 __all__ = ["ReferenceExecutor", "run", "get_executor", "EXECUTORS"]

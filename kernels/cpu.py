@@ -42,7 +42,7 @@ from . import cache, ops
 from . import hot as _hot
 from .hot import HOT_AFTER, Hot, out_block
 from .plan import ARENA, EXT, OUT, Plan, _cstrides, bind_literals, make_plan
-from .reference import _CONVERT, GuardFailure
+from .reference import _CONVERT, GuardFailure, ReferenceExecutor
 
 __all__ = ["CpuExecutor", "interp_module", "plan_of"]
 
@@ -61,6 +61,9 @@ def interp_module() -> ModuleType:
             body = text + f"\n# dependencies: sha256={cache.digest(cache.source_of(*_DEPENDENCIES))}\n"
             _INTERP.append(cache.load_module("interp", body, warm=lambda m: m.warm()))
     return _INTERP[0]
+
+
+_PRELOADING: list[threading.Thread] = []  # the background thread loading the interpreter, if any
 
 
 def _preload() -> None:
@@ -238,16 +241,25 @@ class CpuExecutor:
     name = "cpu"
 
     def __init__(self, hot_after: int = HOT_AFTER, hot_seconds: float | None = None, fuse: bool | str = True,
-                 preload: bool = True):  # fmt: skip
+                 preload: bool = True, wait: bool = True):  # fmt: skip
         self.hot_after = hot_after
         self.hot_seconds = hot_seconds  # None: ``hot.HOT_SECONDS`` at the time of the run
         self.fuse = fuse  # True: in a background thread; "sync": on the calling thread; False: never
-        if preload and not _INTERP:
+        # wait=False (jit's executor): while the interpreter is still being loaded or, on a fresh
+        # installation, compiled (about 30 s once), runs go to the NumPy reference executor instead of
+        # waiting: the same results and guards, no compile on any call's path.
+        self.wait = wait
+        self._fallback = ReferenceExecutor()
+        if preload and not _INTERP and not (_PRELOADING and _PRELOADING[-1].is_alive()):
             # Loading the interpreter (Numba, its BLAS check, the cached machine code) takes about half
             # a second: start it now, so that the first run (jit's second call) finds it ready.
-            threading.Thread(target=_preload, daemon=True, name="gradjit-preload").start()
+            thread = threading.Thread(target=_preload, daemon=True, name="gradjit-preload")
+            _PRELOADING.append(thread)
+            thread.start()
 
     def run(self, wl: Wengert, inputs: Sequence[Any]) -> list[Any]:
+        if not self.wait and not _INTERP and _PRELOADING and _PRELOADING[-1].is_alive():
+            return self._fallback.run(wl, inputs)
         if len(inputs) != len(wl.inputs):
             raise ValueError(f"expected {len(wl.inputs)} inputs, got {len(inputs)}")
         bound = _binding(wl)

@@ -411,3 +411,29 @@ def test_a_module_that_fails_to_load_is_deleted_and_retried_once(cache_dir: Any)
     with pytest.raises(RuntimeError):
         cache._MODULES.clear()
         cache.load_module("test", _SOURCE + "\n# other\n", warm=lambda m: (_ for _ in ()).throw(RuntimeError("always")))
+
+
+def test_interactive_executor_does_not_wait_for_the_interpreter(monkeypatch) -> None:
+    """jit's executor (interactive) runs on the reference executor while the interpreter still loads."""
+    import threading
+
+    import numpy as np
+    from gradjit.kernels import cpu, get_executor
+
+    import gradjit as gj
+
+    release = threading.Event()
+    loading = threading.Thread(target=release.wait, daemon=True)
+    loading.start()
+    monkeypatch.setattr(cpu, "_INTERP", [])
+    monkeypatch.setattr(cpu, "_PRELOADING", [loading])
+    try:
+        ex = get_executor("cpu", interactive=True)
+        x = np.array([0.3, -1.2])
+        wl = gj.make_wengert(gj.grad(lambda x: np.sum(np.tanh(x) ** 2)))(x)
+        calls = []
+        monkeypatch.setattr(ex._fallback, "run", lambda wl, inputs: calls.append(1) or [7.0])
+        assert ex.run(wl, [x]) == [7.0] and calls == [1]
+        assert get_executor("cpu").wait and not ex.wait
+    finally:
+        release.set()
