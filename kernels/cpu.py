@@ -66,6 +66,12 @@ def interp_module() -> ModuleType:
 _PRELOADING: list[threading.Thread] = []  # the background thread loading the interpreter, if any
 
 
+def wait_until_loaded() -> None:
+    """Block until the background load of the interpreter (if one is running) has finished."""
+    for thread in list(_PRELOADING):
+        thread.join()
+
+
 def _preload() -> None:
     try:
         interp_module()
