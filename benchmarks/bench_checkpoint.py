@@ -31,9 +31,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before NumPy is imported
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import gc  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -46,6 +44,10 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gradjit as gj  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_core  # noqa: E402  (shared timing and report helpers)
+
 from gradjit import pytree  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "checkpoint.md"
@@ -192,18 +194,11 @@ def _fmt_time(s: float) -> str:
     return f"{s:.2f} s" if s >= 1 else f"{s * 1e3:.0f} ms"
 
 
-def info() -> str:
-    return (
-        f"Date {datetime.date.today().isoformat()}; Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"gradjit {gj.__version__}; {platform.machine()}, {platform.system()}, BLAS threads = 1."
-    )
-
-
 def to_markdown(rows: list[Row], quick: bool) -> str:
     lines = [
         "# Checkpointing: peak memory and time of a gradient",
         "",
-        info(),
+        bench_core.info_line(),
         "Peak memory of one `gj.grad` call by tracemalloc (from just before the call: inputs and weights "
         "not counted, the gradient is); time: median over repeats of one call, without tracemalloc"
         + (" (QUICK RUN: small sizes, one repeat, numbers are noise)" if quick else "")

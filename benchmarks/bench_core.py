@@ -263,6 +263,14 @@ def versions() -> dict[str, str]:
     }
 
 
+def info_line() -> str:
+    """One line of date, versions and machine, for the other benchmarks' Markdown headers."""
+    return (
+        f"Date {datetime.date.today().isoformat()}; Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"gradjit {gj.__version__}; {platform.machine()}, {platform.system()}, BLAS threads = 1."
+    )
+
+
 def _autograd_version() -> str:
     if autograd is None:
         return "not installed"

@@ -26,11 +26,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before NumPy is imported
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -39,6 +36,9 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gradjit as gj  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_core  # noqa: E402  (shared timing and report helpers)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "taylor.md"
 X = 1.0
@@ -70,28 +70,6 @@ def taylor_kth(k: int) -> Callable[[float], Any]:
     return lambda x: t(x, 1.0)[k - 1]
 
 
-def time_call(call: Callable[[], Any], repeats: int, min_time: float, warmup: int) -> float:
-    """Median over ``repeats`` of the mean seconds per call; each repeat runs >= ``min_time``."""
-    for _ in range(warmup):
-        call()
-    number, elapsed = 1, 0.0
-    while True:  # calibrate the number of calls per repeat
-        t0 = time.perf_counter()
-        for _ in range(number):
-            call()
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_time or number >= 1 << 20:
-            break
-        number *= 2 if elapsed <= 0 else max(2, min(10, int(1.5 * min_time / elapsed) + 1))
-    samples = [elapsed / number]
-    for _ in range(repeats - 1):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            call()
-        samples.append((time.perf_counter() - t0) / number)
-    return statistics.median(samples)
-
-
 def check_agreement(k: int, rtol: float = 1e-9) -> float:
     """The k-th derivative from Taylor mode and from nested grad; raises if they differ."""
     t = float(taylor_kth(k)(X))
@@ -111,8 +89,8 @@ def run(orders: int = 8, quick: bool = False) -> list[Row]:
         rows.append(
             Row(
                 order=k,
-                taylor_s=time_call(lambda: tk(X), repeats, min_time, warmup),
-                nested_s=time_call(lambda: gk(X), repeats, min_time, warmup),
+                taylor_s=bench_core.time_call(lambda: tk(X), repeats, min_time, warmup),
+                nested_s=bench_core.time_call(lambda: gk(X), repeats, min_time, warmup),
                 eqns_nested_km1=len(gj.make_wengert(nested_grad(np.tanh, k - 1))(X)),
                 eqns_nested_k=len(gj.make_wengert(gk)(X)),
                 eqns_taylor=len(gj.make_wengert(tk)(X)),
@@ -126,18 +104,11 @@ def _fmt_time(s: float) -> str:
     return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.1f} us"
 
 
-def info() -> str:
-    return (
-        f"Date {datetime.date.today().isoformat()}; Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"gradjit {gj.__version__}; {platform.machine()}, {platform.system()}, BLAS threads = 1."
-    )
-
-
 def to_markdown(rows: list[Row], quick: bool) -> str:
     lines = [
         "# Taylor mode vs nested grad: k-th derivative of tanh at x = 1.0",
         "",
-        info(),
+        bench_core.info_line(),
         "Median over repeats of the mean time per call, after warm-up"
         + (" (QUICK RUN: one repeat, numbers are noise)" if quick else "")
         + ". Produced by `python benchmarks/bench_taylor.py`.",
