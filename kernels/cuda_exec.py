@@ -33,7 +33,7 @@ import numpy as np
 from gradjit.wengert import Lit, Var, Wengert
 
 from . import cuda as C
-from .reference import GuardFailure
+from .reference import GuardFailure, initial_env
 
 __all__ = ["CudaExecutor"]
 
@@ -205,16 +205,8 @@ class CudaExecutor:
         return entry[1]
 
     def run(self, wl: Wengert, inputs: Sequence[Any]) -> list[Any]:
-        if len(inputs) != len(wl.inputs):
-            raise ValueError(f"expected {len(wl.inputs)} inputs, got {len(inputs)}")
+        env = initial_env(wl, inputs)
         plan = self._plan(wl)
-        env: dict[int, Any] = {}
-        for var, x in zip(wl.inputs, inputs):
-            if np.shape(x) != var.shape:
-                raise ValueError(f"input {var!r} has shape {np.shape(x)}, the list was traced with {var.shape}")
-            env[var.index] = x
-        for c in wl.consts:
-            env[c.index] = c.value
 
         def read(a: Any) -> Any:
             return a.value if type(a) is Lit else env[a.index]

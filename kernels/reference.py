@@ -49,6 +49,20 @@ def guards_by_position(wl: Wengert) -> dict[int, list]:
     return at
 
 
+def initial_env(wl: Wengert, inputs: Sequence[Any]) -> dict[int, Any]:
+    """Variable index -> value for the list's inputs (shapes checked) and constants: where a run starts."""
+    if len(inputs) != len(wl.inputs):
+        raise ValueError(f"expected {len(wl.inputs)} inputs, got {len(inputs)}")
+    env: dict[int, Any] = {}
+    for var, x in zip(wl.inputs, inputs):
+        if np.shape(x) != var.shape:
+            raise ValueError(f"input {var!r} has shape {np.shape(x)}, the list was traced with {var.shape}")
+        env[var.index] = x
+    for c in wl.consts:
+        env[c.index] = c.value
+    return env
+
+
 class _Plan:
     """What a run of one list needs beyond the list: guards by position, and when each value dies."""
 
@@ -87,15 +101,7 @@ class ReferenceExecutor:
         return plan
 
     def run(self, wl: Wengert, inputs: Sequence[Any]) -> list[Any]:
-        if len(inputs) != len(wl.inputs):
-            raise ValueError(f"expected {len(wl.inputs)} inputs, got {len(inputs)}")
-        env: dict[int, Any] = {}
-        for var, x in zip(wl.inputs, inputs):
-            if np.shape(x) != var.shape:
-                raise ValueError(f"input {var!r} has shape {np.shape(x)}, the list was traced with {var.shape}")
-            env[var.index] = x
-        for c in wl.consts:
-            env[c.index] = c.value
+        env = initial_env(wl, inputs)
 
         def read(a: Any) -> Any:
             return a.value if type(a) is Lit else env[a.index]
