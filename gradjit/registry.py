@@ -158,8 +158,8 @@ def _function_primitive(fn: Callable) -> Primitive:
     return Primitive(getattr(fn, "__name__", "fn"), fn, "user")
 
 
-def defvjp(fn: Any, *rules: Callable | Any) -> None:
-    """Set the reverse rules of ``fn`` (a primitive, a @primitive function or a NumPy function)."""
+def _registered_primitive(fn: Any) -> Primitive:
+    """The primitive behind ``fn``; a NumPy function without one becomes a primitive of its own."""
     prim, np_fn = _primitive_for(fn)
     if prim is None:
         prim = _function_primitive(np_fn)
@@ -167,7 +167,12 @@ def defvjp(fn: Any, *rules: Callable | Any) -> None:
             UFUNC_TO_PRIM[np_fn] = prim
         else:
             FUNCTION_OVERRIDES[np_fn] = prim
-    _set_rules(prim, *rules)
+    return prim
+
+
+def defvjp(fn: Any, *rules: Callable | Any) -> None:
+    """Set the reverse rules of ``fn`` (a primitive, a @primitive function or a NumPy function)."""
+    _set_rules(_registered_primitive(fn), *rules)
 
 
 def defjvp(fn: Any, *rules: Callable | Any) -> None:
@@ -177,14 +182,7 @@ def defjvp(fn: Any, *rules: Callable | Any) -> None:
     the tangent of that argument; ``ZERO`` for an argument with no derivative). They replace any
     forward rule ``fn`` had, including the one derived from its VJP rules.
     """
-    prim, np_fn = _primitive_for(fn)
-    if prim is None:
-        prim = _function_primitive(np_fn)
-        if isinstance(np_fn, np.ufunc):
-            UFUNC_TO_PRIM[np_fn] = prim
-        else:
-            FUNCTION_OVERRIDES[np_fn] = prim
-    _set_user_jvp(prim, *rules)
+    _set_user_jvp(_registered_primitive(fn), *rules)
 
 
 @contextmanager
