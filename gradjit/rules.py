@@ -105,6 +105,8 @@ defvjp(P("add"), identity_vjp, identity_vjp)
 defvjp(P("sub"), identity_vjp, lambda g, ans, x, y: -g)
 defvjp(P("mul"), lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x)
 defvjp(P("div"), lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y)
+
+
 def _pow_vjp_x(g: Any, ans: Any, x: Any, y: Any) -> Any:
     if type(y) is int or type(y) is float:
         # A literal exponent of 0, 1 or 2 (x**2 above all) needs no pow: x**1 is x and x**0 is 1 exactly,
